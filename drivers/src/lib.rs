@@ -18,5 +18,6 @@ extern crate alloc;
 pub mod block;
 pub mod errno;
 pub mod platform;
+pub mod selftest;
 
 pub use errno::{Errno, Result};

@@ -1,0 +1,108 @@
+//! Tests of the kernel itself: heap, frame allocator, clock, PCI, exception reporting.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use foliage_drivers::selftest::{TestCase, TestEnv, TestResult};
+use foliage_drivers::{ensure, ensure_eq};
+
+use crate::{arch, mem, time};
+
+fn heap_alloc_and_free(_: &TestEnv) -> TestResult {
+    let (before, total) = mem::heap::stats();
+    ensure!(total >= 16 << 20, "heap is only {total} bytes");
+    let mut v: Vec<u64> = vec![0; 1 << 17]; // 1 MiB
+    for (i, x) in v.iter_mut().enumerate() {
+        *x = i as u64 * 3;
+    }
+    ensure!(v.iter().enumerate().all(|(i, &x)| x == i as u64 * 3));
+    let (during, _) = mem::heap::stats();
+    ensure!(during >= before + (1 << 20), "heap accounting: before {before}, during {during}");
+    drop(v);
+    let (after, _) = mem::heap::stats();
+    ensure_eq!(after, before, "heap bytes after free");
+    Ok(())
+}
+
+fn frame_allocator_contiguous_aligned(env: &TestEnv) -> TestResult {
+    let (used0, total) = mem::frames::stats();
+    ensure!(total > 1024, "only {total} page frames");
+    let mut runs = Vec::new();
+    for order in [0u32, 1, 4, 9] {
+        let run = env.platform.alloc_pages(order).ok_or(foliage_drivers::Errno::ENOMEM)?;
+        ensure_eq!(run.phys() % (4096u64 << order), 0, "order {order} run alignment");
+        ensure_eq!(run.virt().as_ptr() as u64, run.phys(), "identity mapping");
+        ensure_eq!(env.platform.dma_address(run.virt().as_ptr(), run.len()), Some(run.phys()));
+        // SAFETY: the run is exclusively ours and `run.len()` bytes long.
+        unsafe { core::ptr::write_bytes(run.virt().as_ptr(), order as u8 + 1, run.len()) };
+        runs.push(run);
+    }
+    for (i, a) in runs.iter().enumerate() {
+        for b in &runs[i + 1..] {
+            let disjoint = a.phys() + a.len() as u64 <= b.phys() || b.phys() + b.len() as u64 <= a.phys();
+            ensure!(disjoint, "runs overlap: {:#x} and {:#x}", a.phys(), b.phys());
+        }
+        // SAFETY: still exclusively ours; nothing else wrote to it.
+        let bytes = unsafe { core::slice::from_raw_parts(a.virt().as_ptr(), a.len()) };
+        ensure!(
+            bytes.iter().all(|&x| x == a.order() as u8 + 1),
+            "run of order {} was overwritten",
+            a.order()
+        );
+    }
+    ensure_eq!(mem::frames::stats().0, used0 + 1 + 2 + 16 + 512, "pages in use");
+    for run in runs {
+        // SAFETY: allocated above from this platform, no longer used.
+        unsafe { env.platform.free_pages(run) };
+    }
+    ensure_eq!(mem::frames::stats().0, used0, "pages in use after free");
+    ensure!(env.platform.alloc_pages(30).is_none(), "an impossible order must fail, not panic");
+    Ok(())
+}
+
+fn tsc_clock_monotonic(_: &TestEnv) -> TestResult {
+    ensure!(time::tsc_hz() >= 1_000_000, "TSC frequency {} Hz", time::tsc_hz());
+    let mut last = time::now_ns();
+    for _ in 0..100_000 {
+        let now = time::now_ns();
+        ensure!(now >= last, "clock went back from {last} to {now}");
+        last = now;
+    }
+    let t0 = time::now_ns();
+    time::delay_us(2000);
+    let dt = time::now_ns() - t0;
+    ensure!(dt >= 2_000_000, "delay of 2 ms measured {dt} ns");
+    Ok(())
+}
+
+fn pci_finds_virtio_blk(_: &TestEnv) -> TestResult {
+    let devs = crate::pci_functions();
+    ensure!(!devs.is_empty(), "PCI enumeration found nothing");
+    let blk = devs.iter().filter(|f| f.vendor == 0x1af4 && matches!(f.device, 0x1001 | 0x1042)).count();
+    ensure!(blk >= 1, "no virtio-blk among {} PCI functions", devs.len());
+    let host = devs.iter().find(|f| f.df.bus == 0 && f.df.device == 0);
+    ensure!(host.is_some_and(|h| h.class == 0x06), "no host bridge at 00:00.0");
+    Ok(())
+}
+
+fn exception_breakpoint_reported(_: &TestEnv) -> TestResult {
+    let (n0, _) = arch::idt::breakpoints();
+    // SAFETY: int3 traps to the breakpoint handler, which counts it and resumes here.
+    unsafe { core::arch::asm!("int3") };
+    // SAFETY: as above.
+    unsafe { core::arch::asm!("int3") };
+    let (n1, rip) = arch::idt::breakpoints();
+    ensure_eq!(n1, n0 + 2, "breakpoints counted");
+    let (start, end) = mem::kernel_range();
+    ensure!(rip > start && rip < end, "reported RIP {rip:#x} outside the kernel image {start:#x}..{end:#x}");
+    Ok(())
+}
+
+/// The kernel's own tests.
+pub static TESTS: &[TestCase] = &[
+    TestCase { name: "kernel::heap_alloc_and_free", run: heap_alloc_and_free },
+    TestCase { name: "kernel::frame_allocator_contiguous_aligned", run: frame_allocator_contiguous_aligned },
+    TestCase { name: "kernel::tsc_clock_monotonic", run: tsc_clock_monotonic },
+    TestCase { name: "kernel::pci_finds_virtio_blk", run: pci_finds_virtio_blk },
+    TestCase { name: "kernel::exception_breakpoint_reported", run: exception_breakpoint_reported },
+];

@@ -1,0 +1,263 @@
+//! `cargo xtask test [FILTER]`: the host tests of every crate but the kernel, then the kernel
+//! suites in QEMU (one boot per machine profile), then the harness self-check. Prints a summary
+//! per stage and the closing `N passed, N failed` line; fails on any failed test, a timeout, a
+//! boot that ends without the pass code, or a missing closing line.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::build::{self, Profile};
+use crate::qemu::{self, Accel, Disk, Machine, Status};
+use crate::util::{cargo, parse_closing_line, Result};
+
+/// Totals of a stage.
+#[derive(Default, Debug)]
+pub struct Tally {
+    /// Passed tests.
+    pub passed: usize,
+    /// Failed tests, by name.
+    pub failed: Vec<String>,
+    /// Stage-level problems (a boot that timed out, a missing closing line, ...).
+    pub problems: Vec<String>,
+}
+
+impl Tally {
+    fn failed_count(&self) -> usize {
+        self.failed.len() + self.problems.len()
+    }
+
+    fn add(&mut self, o: Tally) {
+        self.passed += o.passed;
+        self.failed.extend(o.failed);
+        self.problems.extend(o.problems);
+    }
+}
+
+/// Options shared by the QEMU-running commands.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Accelerator.
+    pub accel: Accel,
+    /// Per-boot timeout.
+    pub timeout: Duration,
+    /// Test name filter.
+    pub filter: String,
+}
+
+impl Options {
+    /// Parses `--accel kvm|tcg`, `--timeout SECS` and one positional filter.
+    pub fn parse(args: &[String]) -> Result<Self> {
+        let mut o = Options { accel: Accel::Tcg, timeout: Duration::from_secs(600), filter: String::new() };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--accel" => {
+                    o.accel = match it.next().map(String::as_str) {
+                        Some("kvm") => Accel::Kvm,
+                        Some("tcg") => Accel::Tcg,
+                        v => return Err(format!("--accel takes kvm or tcg, not {v:?}").into()),
+                    }
+                }
+                "--timeout" => {
+                    let v = it.next().ok_or("--timeout needs seconds")?;
+                    o.timeout = Duration::from_secs(v.parse().map_err(|_| format!("bad --timeout {v:?}"))?);
+                }
+                s if s.starts_with("--") => return Err(format!("unknown option {s}").into()),
+                s => o.filter = s.to_string(),
+            }
+        }
+        Ok(o)
+    }
+}
+
+fn host_stage(filter: &str) -> Result<Tally> {
+    println!("== host tests (cargo test, every crate but the kernel) ==");
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "foliage-kernel",
+        "--no-fail-fast",
+        "--",
+        "--color",
+        "never",
+    ]);
+    if !filter.is_empty() {
+        c.arg(filter);
+    }
+    c.stdout(Stdio::piped());
+    let mut child = c.spawn()?;
+    let out = child.stdout.take().expect("piped");
+    let mut t = Tally::default();
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        if let Some(rest) = line.strip_prefix("test ") {
+            if let Some((name, result)) = rest.rsplit_once(" ... ") {
+                println!("{line}");
+                match result {
+                    "ok" => t.passed += 1,
+                    "ignored" => t.problems.push(format!("host test {name} is ignored")),
+                    _ if result.starts_with("FAILED") => t.failed.push(format!("host: {name}")),
+                    _ => {}
+                }
+                continue;
+            }
+        }
+        if line.starts_with("---- ") || line.contains("panicked at") || line.starts_with("thread '") {
+            println!("{line}");
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() && t.failed.is_empty() {
+        t.problems.push(format!("cargo test failed ({status}) without a failing test: a build error?"));
+    }
+    println!("host: {} passed, {} failed", t.passed, t.failed_count());
+    Ok(t)
+}
+
+/// One kernel boot configuration for the test stage.
+pub struct KernelProfile {
+    /// Name (log file, messages).
+    pub name: &'static str,
+    /// Extra kernel command-line words.
+    pub append: &'static str,
+    /// Disks: (serial, size in MiB, virtio-blk properties).
+    pub disks: &'static [(&'static str, u64, &'static str)],
+}
+
+/// The machines the kernel suites run on.
+pub const PROFILES: &[KernelProfile] =
+    &[KernelProfile { name: "kernel", append: "", disks: &[("scratch0", 64, "")] }];
+
+fn machine(kernel: &std::path::Path, p: &KernelProfile, append: String, o: &Options) -> Result<Machine> {
+    let mut disks = Vec::new();
+    for (serial, mib, props) in p.disks {
+        let mut d = Disk::new(build::image(&format!("{}-{serial}", p.name), mib << 20)?, serial);
+        d.props = props.to_string();
+        disks.push(d);
+    }
+    Ok(Machine { kernel: kernel.into(), append, disks, memory_mib: 1024, accel: o.accel })
+}
+
+/// Checks a kernel test boot: every test line, the closing line, the exit status.
+fn judge(name: &str, outcome: &qemu::Outcome) -> Tally {
+    let mut t = Tally::default();
+    let mut closing = None;
+    for line in &outcome.lines {
+        if let Some(rest) = line.strip_prefix("test ") {
+            if let Some((test, result)) = rest.rsplit_once(" ... ") {
+                if result.starts_with("ok") {
+                    t.passed += 1;
+                } else if result.starts_with("FAILED") {
+                    t.failed.push(format!("{name}: {test}"));
+                }
+            }
+        }
+        if let Some(c) = parse_closing_line(line) {
+            closing = Some(c);
+        }
+    }
+    match closing {
+        None => t
+            .problems
+            .push(format!("{name}: no closing `N passed, N failed` line ({})", outcome.status.describe())),
+        Some((p, f)) if p != t.passed || f != t.failed.len() => t.problems.push(format!(
+            "{name}: closing line says {p} passed, {f} failed; saw {} and {}",
+            t.passed,
+            t.failed.len()
+        )),
+        _ => {}
+    }
+    if outcome.status != Status::Pass && t.failed.is_empty() {
+        t.problems.push(format!("{name}: {} (log: {})", outcome.status.describe(), outcome.log.display()));
+    }
+    t
+}
+
+fn kernel_stage(o: &Options) -> Result<Tally> {
+    println!("== kernel tests (QEMU, {:?}) ==", o.accel);
+    let kernel = build::kernel(Profile::Ktest, &[])?;
+    let mut total = Tally::default();
+    for p in PROFILES {
+        let mut append = format!("mode=test {}", p.append);
+        if !o.filter.is_empty() {
+            append.push_str(&format!(" filter={}", o.filter));
+        }
+        let m = machine(&kernel, p, append, o)?;
+        let outcome = qemu::run(&m, p.name, o.timeout, true)?;
+        total.add(judge(p.name, &outcome));
+    }
+    println!("kernel: {} passed, {} failed", total.passed, total.failed_count());
+    Ok(total)
+}
+
+/// Boots the deliberately failing tests and checks that each fails the run, by name.
+fn selfcheck_stage(o: &Options) -> Result<Tally> {
+    println!("== harness self-check (deliberately failing kernel tests must fail the run) ==");
+    let kernel = build::kernel(Profile::Ktest, &[])?;
+    let mut t = Tally::default();
+    let cases = [
+        ("deliberate_failure", Status::Fail, "FAILED"),
+        ("deliberate_panic", Status::Panic, "PANIC:"),
+        ("deliberate_page_fault", Status::Exception, "EXCEPTION: vector 14 (#PF page fault)"),
+    ];
+    for (test, want, marker) in cases {
+        let p = &PROFILES[0];
+        let m = machine(&kernel, p, format!("mode=test selfcheck filter=selfcheck::{test}"), o)?;
+        let outcome = qemu::run(&m, &format!("selfcheck-{test}"), o.timeout, false)?;
+        let verdict = judge("selfcheck", &outcome);
+        let named = verdict.failed.iter().any(|f| f.ends_with(&format!("selfcheck::{test}")));
+        let marked = outcome.lines.iter().any(|l| l.contains(marker));
+        let name = format!("xtask::selfcheck::{test}_fails_the_run");
+        if outcome.status == want && named && marked && verdict.problems.is_empty() {
+            t.passed += 1;
+            println!("test {name} ... ok");
+        } else {
+            println!(
+                "test {name} ... FAILED: status {:?} (want {want:?}), test named as failed: {named}, \
+                 `{marker}` printed: {marked}, problems: {:?} (log: {})",
+                outcome.status,
+                verdict.problems,
+                outcome.log.display()
+            );
+            t.failed.push(name);
+        }
+    }
+    println!("self-check: {} passed, {} failed", t.passed, t.failed_count());
+    Ok(t)
+}
+
+/// `cargo xtask test [FILTER] [--accel kvm|tcg] [--timeout SECS]`.
+pub fn cmd(args: &[String]) -> Result<()> {
+    let o = Options::parse(args)?;
+    qemu::ensure_qemu()?;
+    let host = host_stage(&o.filter)?;
+    let kernel = kernel_stage(&o)?;
+    let selfcheck = if o.filter.is_empty() || "selfcheck".contains(&o.filter) {
+        selfcheck_stage(&o)?
+    } else {
+        Tally::default()
+    };
+    let mut all = Tally::default();
+    println!("== summary ==");
+    for (stage, t) in [("host", host), ("kernel", kernel), ("self-check", selfcheck)] {
+        println!("{stage}: {} passed, {} failed", t.passed, t.failed_count());
+        all.add(t);
+    }
+    for f in &all.failed {
+        println!("failed: {f}");
+    }
+    for p in &all.problems {
+        println!("problem: {p}");
+    }
+    println!("{} passed, {} failed", all.passed, all.failed_count());
+    if all.failed_count() > 0 {
+        return Err(format!("{} failures", all.failed_count()).into());
+    }
+    if all.passed == 0 {
+        return Err(format!("no test matched the filter {:?}", o.filter).into());
+    }
+    Ok(())
+}
