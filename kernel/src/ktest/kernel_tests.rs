@@ -85,6 +85,24 @@ fn pci_finds_virtio_blk(_: &TestEnv) -> TestResult {
     Ok(())
 }
 
+fn pci_port_io_and_ecam_agree(_: &TestEnv) -> TestResult {
+    let ecam = crate::pci_cam();
+    ensure!(matches!(ecam, crate::pci::Cam::Ecam(_)), "q35 should expose ECAM, found {ecam:?}");
+    let mut compared = 0;
+    for f in crate::pci_functions() {
+        // The first 64 bytes (header) read the same through both mechanisms; the command and
+        // status registers may change between reads only if a device is active, which none is.
+        for off in (0..64u8).step_by(4) {
+            let a = crate::pci::Cam::PortIo.read(f.df, off);
+            let b = ecam.read(f.df, off);
+            ensure_eq!(a, b, "config {:?} offset {off:#x}", f.df);
+            compared += 1;
+        }
+    }
+    ensure!(compared >= 16 * 3, "compared only {compared} registers");
+    Ok(())
+}
+
 fn exception_breakpoint_reported(_: &TestEnv) -> TestResult {
     let (n0, _) = arch::idt::breakpoints();
     // SAFETY: int3 traps to the breakpoint handler, which counts it and resumes here.
@@ -104,5 +122,6 @@ pub static TESTS: &[TestCase] = &[
     TestCase { name: "kernel::frame_allocator_contiguous_aligned", run: frame_allocator_contiguous_aligned },
     TestCase { name: "kernel::tsc_clock_monotonic", run: tsc_clock_monotonic },
     TestCase { name: "kernel::pci_finds_virtio_blk", run: pci_finds_virtio_blk },
+    TestCase { name: "kernel::pci_port_io_and_ecam_agree", run: pci_port_io_and_ecam_agree },
     TestCase { name: "kernel::exception_breakpoint_reported", run: exception_breakpoint_reported },
 ];
