@@ -28,7 +28,7 @@ use crate::errno::Result;
 pub mod ramdisk;
 pub mod sync;
 
-pub use ramdisk::RamDisk;
+pub use ramdisk::{CompletionOrder, RamDisk};
 
 /// Sector unit of [`Bio::sector`], as in Linux: 512 bytes whatever the logical block size.
 pub const SECTOR_SIZE: u64 = 512;
