@@ -25,9 +25,13 @@ use core::ptr::NonNull;
 
 use crate::errno::Result;
 
+pub mod queue;
 pub mod ramdisk;
 pub mod sync;
+#[cfg(test)]
+pub(crate) mod testutil;
 
+pub use queue::{Plug, Queue, QueueConfig, QueueStats};
 pub use ramdisk::{CompletionOrder, RamDisk};
 
 /// Sector unit of [`Bio::sector`], as in Linux: 512 bytes whatever the logical block size.
