@@ -25,12 +25,14 @@ use core::ptr::NonNull;
 
 use crate::errno::Result;
 
+pub mod fault;
 pub mod queue;
 pub mod ramdisk;
 pub mod sync;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+pub use fault::{FaultDisk, FaultRule, OpMask, RuleId, RuleStats};
 pub use queue::{Plug, Queue, QueueConfig, QueueStats};
 pub use ramdisk::{CompletionOrder, RamDisk};
 

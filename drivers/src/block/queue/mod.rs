@@ -87,6 +87,8 @@ pub(crate) mod request;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_errors;
+#[cfg(test)]
 mod tests_model;
 
 /// How a [`Queue`] behaves beyond what the device dictates.
