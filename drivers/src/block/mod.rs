@@ -25,13 +25,16 @@ use core::ptr::NonNull;
 
 use crate::errno::Result;
 
+pub mod crash;
 pub mod fault;
+pub mod prng;
 pub mod queue;
 pub mod ramdisk;
 pub mod sync;
 #[cfg(test)]
 pub(crate) mod testutil;
 
+pub use crash::{CrashLog, CrashRecorder, CrashState};
 pub use fault::{FaultDisk, FaultRule, OpMask, RuleId, RuleStats};
 pub use queue::{Plug, Queue, QueueConfig, QueueStats};
 pub use ramdisk::{CompletionOrder, RamDisk};

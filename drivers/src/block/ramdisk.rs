@@ -29,6 +29,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Mutex;
 
+use super::prng::SplitMix64;
 use super::{validate, Bio, BioOp, BlockDevice, DeviceFeatures, DeviceInfo, SECTOR_SIZE};
 use crate::errno::{Errno, Result};
 
@@ -86,7 +87,7 @@ pub enum CompletionOrder {
 
 struct Knobs {
     order: CompletionOrder,
-    rng: u64,
+    rng: SplitMix64,
     budget: Option<usize>,
 }
 
@@ -100,15 +101,6 @@ pub struct RamDisk {
     knobs: Mutex<Knobs>,
     stats: Mutex<IoStats>,
     trace: Mutex<Option<Vec<TraceEntry>>>,
-}
-
-/// splitmix64 step: the generator behind [`CompletionOrder::Shuffle`].
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl RamDisk {
@@ -146,7 +138,7 @@ impl RamDisk {
             pending: Mutex::new(VecDeque::new()),
             in_flight: AtomicUsize::new(0),
             peak_in_flight: AtomicUsize::new(0),
-            knobs: Mutex::new(Knobs { order: CompletionOrder::Fifo, rng: 0, budget: None }),
+            knobs: Mutex::new(Knobs { order: CompletionOrder::Fifo, rng: SplitMix64::new(0), budget: None }),
             stats: Mutex::new(IoStats::default()),
             trace: Mutex::new(None),
         }
@@ -199,7 +191,7 @@ impl RamDisk {
         let mut k = self.knobs.lock();
         k.order = order;
         if let CompletionOrder::Shuffle { seed } = order {
-            k.rng = seed;
+            k.rng = SplitMix64::new(seed);
         }
     }
 
@@ -331,7 +323,7 @@ impl BlockDevice for RamDisk {
             CompletionOrder::Shuffle { .. } => {
                 let mut k = self.knobs.lock();
                 for i in (1..batch.len()).rev() {
-                    let j = (splitmix64(&mut k.rng) % (i as u64 + 1)) as usize;
+                    let j = k.rng.below(i as u64 + 1) as usize;
                     batch.swap(i, j);
                 }
             }

@@ -9,6 +9,7 @@ use core::ptr::NonNull;
 
 use spin::Mutex;
 
+use super::prng::SplitMix64;
 use super::{
     Bio, BioComplete, BioEnd, BioFlags, BioOp, BlockDevice, DeviceFeatures, DeviceInfo, RamDisk, Segment,
 };
@@ -197,24 +198,20 @@ pub fn drain(dev: &dyn BlockDevice) {
     panic!("device did not drain: {} in flight", dev.in_flight());
 }
 
-/// splitmix64: small, seedable, good enough for test workloads.
-pub struct Rng(u64);
+/// The tests' seeded generator.
+pub struct Rng(SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
 
     pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (n > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n)
     }
 }

@@ -15,7 +15,7 @@
 //!    completes at once with `EINVAL` / `EROFS` / `EOPNOTSUPP`. A FLUSH on a device without a
 //!    volatile cache completes at once with success and no I/O.
 //! 2. The bio gets a *parent* slot (its completion, a reference count, its first error, its
-//!    flush stage) and an [`Entry`] in the software queue, placed next to an entry it is
+//!    flush stage) and an entry in the software queue, placed next to an entry it is
 //!    adjacent to. With PREFLUSH the entry is held back and a FLUSH entry queued instead.
 //! 3. Dispatch (from `submit` when no plug is held, from [`Plug`] drop, from completions, and
 //!    from `poll`) takes a free request slot and carves a driver request from the front entry
@@ -54,8 +54,8 @@
 //! | `blk_mq_submit_bio` | [`Queue`]'s `submit` |
 //! | `blk_start_plug` / `blk_finish_plug` (per task) | [`Queue::plug`] / drop of [`Plug`] (per queue) |
 //! | flush plug on `schedule()` | `poll` dispatches under a plug |
-//! | `bio_split_to_limits` | lazy carving ([`request`]) |
-//! | plug / elevator back and front merges | [`request::insert`] + merge at dispatch |
+//! | `bio_split_to_limits` | lazy carving at dispatch (`request.rs`) |
+//! | plug / elevator back and front merges | placement next to an adjacent waiting bio + merge at dispatch |
 //! | `blk-flush.c` PREFLUSH -> DATA -> POSTFLUSH sequence | parent stages |
 //! | `blk_queue_write_cache(q, false, ...)`: flushes completed without I/O | same |
 //! | tags (`queue_depth` request slots) + `BLK_STS_RESOURCE` requeue | slot table; waiting entries stay in the software queue |
