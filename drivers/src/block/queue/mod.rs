@@ -36,8 +36,14 @@
 //! waiting entries (four per slot). Per request and per completion nothing is allocated:
 //! segments and owners are `heapless`, completion targets are one shared `Arc`. The parent
 //! table and the waiting queue grow (amortised, never shrink) only when more bios are
-//! outstanding than ever before; growth uses `try_reserve`, so memory exhaustion completes the
-//! bio with `ENOMEM` instead of aborting.
+//! outstanding than ever before; at submission growth uses `try_reserve`, so memory exhaustion
+//! completes the bio with `ENOMEM` instead of aborting. The one growth that can happen in a
+//! completion is queueing the next flush-sequence entry (data after a PREFLUSH, the flush after
+//! an emulated FUA) when the waiting queue is at its high-water mark.
+//!
+//! Drop a queue only when idle ([`BlockDevice::in_flight`] is 0): bios still waiting in software
+//! are never completed after the last handle is gone (requests at the driver keep the queue's
+//! state alive until they complete, and then finish normally).
 //!
 //! # Lock order
 //!
@@ -287,6 +293,15 @@ impl Drop for Plug<'_> {
     fn drop(&mut self) {
         if self.inner.plugs.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.inner.dispatch(false);
+        }
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let n = self.inner.in_flight.load(Ordering::Acquire);
+        if n != 0 {
+            log::warn!("block queue dropped with {n} bios in flight");
         }
     }
 }

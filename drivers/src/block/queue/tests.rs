@@ -537,3 +537,36 @@ fn a_driver_completing_inside_submit_is_handled_without_recursion() {
     assert_eq!(q.in_flight(), 0);
     assert_eq!(d.stats().writes, n);
 }
+
+#[test]
+fn threads_sharing_a_queue_each_see_their_own_data() {
+    let d = disk(1 << 20, 512, |i| {
+        i.queue_depth = 3;
+        i.max_request_bytes = 8 * K as u32;
+    });
+    d.set_completion_order(CompletionOrder::Shuffle { seed: 5 });
+    let q = Arc::new(Queue::new(d.clone()));
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                let p = StdPlatform::arc();
+                for round in 0..60u64 {
+                    let off = t * 256 * K as u64 + (round % 8) * 32 * K as u64;
+                    let data = pattern(20 * K, t * 1000 + round);
+                    let _plug = (round % 3 == 0).then(|| q.plug());
+                    write_at(&*q, &p, off, &data, BioFlags::empty()).unwrap();
+                    let mut back = vec![0u8; 20 * K];
+                    read_at(&*q, &p, off, &mut back).unwrap();
+                    assert_eq!(back, data, "thread {t} round {round}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(q.in_flight(), 0);
+    assert!(d.peak_in_flight() <= 3);
+    assert_eq!(d.stats().errors, 0);
+}
