@@ -62,12 +62,22 @@ impl BioComplete for Done {
     }
 }
 
-/// A segment over `buf[off..off + len]` (host: physical == virtual).
+/// A segment over `buf[off..off + len]` (host: physical == virtual) that a device only reads
+/// (write sources). For read destinations use [`seg_mut`].
 pub fn seg(buf: &[u8], off: usize, len: usize) -> Segment {
     let s = &buf[off..off + len];
     let ptr = NonNull::new(s.as_ptr() as *mut u8).expect("non-null");
     // SAFETY: test buffers outlive the bios built on them (every test drives its bios to
     // completion before dropping the buffers), and the host platform maps phys == virt.
+    unsafe { Segment::new(ptr, ptr.as_ptr() as u64, len as u32) }
+}
+
+/// A segment over `len` bytes at `base + off`, for memory a device writes into. Take `base`
+/// once (`as_mut_ptr()`), build every segment of that buffer from it, and touch the buffer
+/// again only after its bios completed, so the device's writes go through the one raw pointer.
+pub fn seg_mut(base: *mut u8, off: usize, len: usize) -> Segment {
+    let ptr = NonNull::new(base.wrapping_add(off)).expect("non-null");
+    // SAFETY: as for `seg`; the caller keeps the buffer alive and unused until completion.
     unsafe { Segment::new(ptr, ptr.as_ptr() as u64, len as u32) }
 }
 

@@ -55,9 +55,9 @@ enum Kind {
     Write(LoggedWrite),
     /// Log a flush covering this many writes.
     Flush { covers: usize },
-    /// A PREFLUSH's flush: log it, then submit `bio` (logging `write` at its completion).
+    /// A PREFLUSH's flush: log it, then submit the bio (handled as its kind at completion).
     /// Boxed: rare, and it keeps every pending entry small.
-    PreFlush { covers: usize, bio: Box<Bio>, write: LoggedWrite },
+    PreFlush { covers: usize, then: Box<(Bio, Kind)> },
 }
 
 struct Pending {
@@ -178,13 +178,14 @@ impl Inner {
 
     fn submit(&self, mut bio: Bio) {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if validate(&self.dev.info(), &bio).is_err() || bio.op == BioOp::Read {
-            // Invalid bios are refused below; nothing of theirs is logged.
+        if validate(&self.dev.info(), &bio).is_err() {
+            // Refused below with the device's own error; nothing of it is logged.
             return self.forward(bio, Kind::Read);
         }
         let covers = self.state.lock().log.completed_writes();
         let kind = match bio.op {
             BioOp::Flush => Kind::Flush { covers },
+            BioOp::Read => Kind::Read,
             op => {
                 let payload = if op == BioOp::Write {
                     Payload::Data(Arc::from(copy_data(&bio)))
@@ -192,21 +193,20 @@ impl Inner {
                     Payload::Zeroes(bio.bytes())
                 };
                 let fua = bio.flags.contains(BioFlags::FUA) || !self.volatile;
-                let write = LoggedWrite { offset: bio.sector * super::SECTOR_SIZE, payload, fua };
-                if self.volatile && bio.flags.contains(BioFlags::PREFLUSH) {
-                    // The flush carries the upper completion; the data bio waits with a
-                    // placeholder until the flush is done.
-                    let Some(placeholder) = self.target(u64::MAX) else {
-                        return self.finish(bio.end, Err(Errno::EIO));
-                    };
-                    bio.flags.remove(BioFlags::PREFLUSH);
-                    let end = core::mem::replace(&mut bio.end, placeholder);
-                    return self
-                        .forward(Bio::flush(end), Kind::PreFlush { covers, bio: Box::new(bio), write });
-                }
-                Kind::Write(write)
+                Kind::Write(LoggedWrite { offset: bio.sector * super::SECTOR_SIZE, payload, fua })
             }
         };
+        if self.volatile && bio.op != BioOp::Flush && bio.flags.contains(BioFlags::PREFLUSH) {
+            // The flush carries the upper completion; the bio waits with a placeholder until
+            // the flush is done.
+            let Some(placeholder) = self.target(u64::MAX) else {
+                return self.finish(bio.end, Err(Errno::EIO));
+            };
+            bio.flags.remove(BioFlags::PREFLUSH);
+            let end = core::mem::replace(&mut bio.end, placeholder);
+            let then = Box::new((bio, kind));
+            return self.forward(Bio::flush(end), Kind::PreFlush { covers, then });
+        }
         self.forward(bio, kind);
     }
 
@@ -226,11 +226,12 @@ impl BioComplete for Inner {
             return;
         };
         match kind {
-            Kind::PreFlush { covers, mut bio, write } if result.is_ok() => {
+            Kind::PreFlush { covers, then } if result.is_ok() => {
                 st.log.push_flush(covers);
                 drop(st);
+                let (mut bio, kind) = *then;
                 bio.end = end;
-                self.forward(*bio, Kind::Write(write));
+                self.forward(bio, kind);
                 return;
             }
             Kind::Write(w) if result.is_ok() => st.log.push_write(w),

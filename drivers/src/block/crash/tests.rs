@@ -9,7 +9,7 @@ use super::*;
 use crate::block::fault::{FaultDisk, FaultRule, OpMask};
 use crate::block::ramdisk::TraceEntry;
 use crate::block::sync::{dataless, flush, read_at, write_at};
-use crate::block::testutil::{bio, disk, drain, pattern, seg, Done, Rng};
+use crate::block::testutil::{bio, disk, drain, pattern, seg, seg_mut, Done, Rng};
 use crate::block::{Queue, RamDisk};
 use crate::platform::{Platform, StdPlatform};
 
@@ -206,6 +206,19 @@ fn a_preflush_write_is_sequenced_and_logged_flush_first() {
     let ops: Vec<(BioOp, bool)> = trace.iter().map(|t: &TraceEntry| (t.op, t.fua)).collect();
     assert_eq!(ops, vec![(BioOp::Write, false), (BioOp::Flush, false), (BioOp::Write, true)]);
     assert_eq!(rec.in_flight(), 0);
+
+    // A read with PREFLUSH: the flush is logged, the read is not.
+    let done = Done::new();
+    let mut buf = vec![0u8; BLK];
+    rec.submit(bio(BioOp::Read, 8, &[seg_mut(buf.as_mut_ptr(), 0, BLK)], BioFlags::PREFLUSH, done.end(0)));
+    drain(&rec);
+    done.assert_each(1, |_| Ok(()));
+    assert_eq!(buf, vec![2u8; BLK]);
+    let log = rec.log();
+    assert_eq!(log.flushes(), &[FlushMark { covers: 1, at: 1 }, FlushMark { covers: 2, at: 2 }]);
+    assert_eq!(log.writes().len(), 2);
+    let ops: Vec<BioOp> = d.take_trace().iter().map(|t| t.op).collect();
+    assert_eq!(ops, vec![BioOp::Flush, BioOp::Read]);
 }
 
 #[test]
@@ -233,8 +246,8 @@ fn bad_arguments_are_refused() {
     assert_eq!(log.durable(5), Err(Errno::EINVAL));
 
     let done = Done::new();
-    let buf = vec![0u8; BLK];
-    rec.submit(bio(BioOp::Read, 0, &[seg(&buf, 0, BLK)], BioFlags::empty(), done.end(0)));
+    let mut buf = vec![0u8; BLK];
+    rec.submit(bio(BioOp::Read, 0, &[seg_mut(buf.as_mut_ptr(), 0, BLK)], BioFlags::empty(), done.end(0)));
     assert_eq!(rec.reset(), Err(Errno::EBUSY));
     drain(&rec);
     assert_eq!(rec.reset(), Ok(()));

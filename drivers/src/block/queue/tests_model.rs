@@ -10,14 +10,14 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::*;
-use crate::block::testutil::{bio, disk, drain, seg, Done, Probe, Rng};
+use crate::block::testutil::{bio, disk, drain, seg, seg_mut, Done, Probe, Rng};
 use crate::block::{CompletionOrder, DeviceFeatures, Segment};
 
 const DISK_BYTES: usize = 512 * 1024;
 
-/// Splits `len` bytes (a multiple of `lbs`) into 1..=4 block-multiple segments placed in `buf`
-/// either back to back or with gaps; returns the segments and where each lies in `buf`.
-fn layout(rng: &mut Rng, buf: &[u8], len: usize, lbs: usize) -> (Vec<Segment>, Vec<(usize, usize)>) {
+/// Splits `len` bytes (a multiple of `lbs`) into 1..=4 block-multiple pieces placed in a
+/// buffer either back to back or with gaps; returns where each piece lies in the buffer.
+fn layout(rng: &mut Rng, len: usize, lbs: usize) -> Vec<(usize, usize)> {
     let blocks = len / lbs;
     let pieces = (1 + rng.below(4) as usize).min(blocks);
     let mut cuts: Vec<usize> = (0..pieces - 1).map(|_| 1 + rng.below(blocks as u64 - 1) as usize).collect();
@@ -25,16 +25,15 @@ fn layout(rng: &mut Rng, buf: &[u8], len: usize, lbs: usize) -> (Vec<Segment>, V
     cuts.dedup();
     cuts.push(blocks);
     let gaps = rng.below(2) == 0;
-    let (mut segs, mut places) = (Vec::new(), Vec::new());
+    let mut places = Vec::new();
     let (mut prev, mut off) = (0, 0);
     for c in cuts {
         let n = (c - prev) * lbs;
-        segs.push(seg(buf, off, n));
         places.push((off, n));
         off += n + if gaps { lbs } else { 0 };
         prev = c;
     }
-    (segs, places)
+    places
 }
 
 struct Pending {
@@ -117,12 +116,13 @@ fn run_seed(seed: u64) {
                     let data: Vec<u8> =
                         (0..len).map(|i| (base >> (i % 8 * 8)) as u8 ^ (i / 8) as u8).collect();
                     let mut buf = vec![0u8; len + 4 * lbs];
-                    let (segs, places) = layout(&mut rng, &buf, len, lbs);
+                    let places = layout(&mut rng, len, lbs);
                     let mut pos = 0;
                     for &(o, n) in &places {
                         buf[o..o + n].copy_from_slice(&data[pos..pos + n]);
                         pos += n;
                     }
+                    let segs: Vec<Segment> = places.iter().map(|&(o, n)| seg(&buf, o, n)).collect();
                     // The segments point into `buf`'s heap memory, which does not move.
                     q.submit(bio(BioOp::Write, sector, &segs, flags, done.end(c)));
                     bufs.push(buf);
@@ -130,8 +130,10 @@ fn run_seed(seed: u64) {
                     pending.push(Pending { cookie: c, expect: Ok(()), read: None });
                 }
                 4..=6 => {
-                    let buf = vec![0u8; len + 4 * lbs];
-                    let (segs, places) = layout(&mut rng, &buf, len, lbs);
+                    let mut buf = vec![0u8; len + 4 * lbs];
+                    let places = layout(&mut rng, len, lbs);
+                    let base = buf.as_mut_ptr();
+                    let segs: Vec<Segment> = places.iter().map(|&(o, n)| seg_mut(base, o, n)).collect();
                     q.submit(bio(BioOp::Read, sector, &segs, flags, done.end(c)));
                     bufs.push(buf);
                     pending.push(Pending {
