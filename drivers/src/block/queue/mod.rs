@@ -88,6 +88,7 @@ use crate::errno::{Errno, Result};
 #[cfg(doc)]
 use super::DeviceFeatures;
 
+pub mod bench;
 mod limits;
 pub(crate) mod request;
 #[cfg(test)]
