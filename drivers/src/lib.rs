@@ -5,8 +5,9 @@
 //! - [`errno`]: the errno-like error every Foliage call returns;
 //! - [`platform`]: the [`Platform`](platform::Platform) trait, the porting surface a kernel
 //!   implements once (DMA-able memory, a clock, how to wait);
-//! - [`block`]: the [`BlockDevice`](block::BlockDevice) trait, bios, blocking helpers and the
-//!   test doubles (RamDisk, fault injection, crash recording);
+//! - [`block`]: the [`BlockDevice`](block::BlockDevice) trait, bios, the request layer
+//!   ([`Queue`](block::Queue): splitting, merging, plugging, flush sequencing), blocking helpers
+//!   and the test doubles (RamDisk, fault injection, crash recording);
 //! - `virtio` (feature `virtio`): a deep-queue virtio-blk driver built on virtio-drivers.
 //!
 //! Nothing here is global: every device and buffer hangs off instances the kernel creates.

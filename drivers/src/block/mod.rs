@@ -9,6 +9,16 @@
 //! Completion callbacks run in whatever context calls `poll`; they must be short and must not
 //! take locks a submitter may hold while it waits (Linux's rule for bi_end_io in IRQ context).
 //!
+//! The pieces, bottom up:
+//!
+//! - drivers implement [`BlockDevice`] with their real limits: [`RamDisk`] here, virtio-blk
+//!   under feature `virtio`;
+//! - [`Queue`] ([`queue`]) fronts a driver and accepts any valid bio: splitting, merging,
+//!   plugging, FUA / PREFLUSH sequencing, queue-depth accounting. Upper layers talk to a queue;
+//! - test doubles stack anywhere: [`FaultDisk`] ([`fault`]) fails scripted requests,
+//!   [`CrashRecorder`] ([`crash`]) logs completed writes and flushes to rebuild crash states;
+//! - [`sync`] has blocking helpers for metadata, tools and tests.
+//!
 //! # Linux <-> here
 //!
 //! | Linux | Foliage |
@@ -25,10 +35,19 @@ use core::ptr::NonNull;
 
 use crate::errno::Result;
 
+pub mod crash;
+pub mod fault;
+pub mod prng;
+pub mod queue;
 pub mod ramdisk;
 pub mod sync;
+#[cfg(test)]
+pub(crate) mod testutil;
 
-pub use ramdisk::RamDisk;
+pub use crash::{CrashLog, CrashRecorder, CrashState};
+pub use fault::{FaultDisk, FaultRule, OpMask, RuleId, RuleStats};
+pub use queue::{Plug, Queue, QueueConfig, QueueStats};
+pub use ramdisk::{CompletionOrder, RamDisk};
 
 /// Sector unit of [`Bio::sector`], as in Linux: 512 bytes whatever the logical block size.
 pub const SECTOR_SIZE: u64 = 512;

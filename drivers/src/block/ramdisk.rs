@@ -1,11 +1,26 @@
 //! RamDisk: a [`BlockDevice`] in memory, for tests on the host and in the kernel.
 //!
-//! Bios are queued by `submit` and carried out, in submission order, by `poll`, so the
-//! asynchronous contract (nothing is done until completion is reported) is exercised the way a
-//! real device exercises it. Every op is counted ([`IoStats`]) and optionally traced
-//! ([`RamDisk::set_trace`]) so tests can assert exact I/O ("one device read").
+//! Bios are queued by `submit` and carried out by `poll`, so the asynchronous contract (nothing
+//! is done until completion is reported) is exercised the way a real device exercises it. A bio
+//! changes the medium when it completes, in completion order. Every op is counted ([`IoStats`])
+//! and optionally traced ([`RamDisk::set_trace`]) so tests can assert exact I/O ("one device
+//! read").
 //!
-//! Lock order: `pending` then `data`; completions run with neither held.
+//! Test knobs, changeable at any time:
+//!
+//! - [`RamDisk::set_completion_order`]: FIFO (the default: each `poll` runs everything pending,
+//!   including bios submitted by completion callbacks during that poll), reverse, or a seeded
+//!   shuffle of the batch a `poll` takes, so upper layers' many-in-flight logic sees completions
+//!   out of submission order;
+//! - [`RamDisk::set_poll_budget`]: at most N completions per `poll`, so requests stay in flight
+//!   across polls;
+//! - [`RamDisk::peak_in_flight`]: the most bios ever in flight at once (queue-depth checks).
+//!
+//! RamDisk does not enforce its own `queue_depth`: it accepts any number of bios, and
+//! [`RamDisk::peak_in_flight`] lets a test check that a layer above respected the limit.
+//!
+//! Lock order: `knobs`, then `pending`, then `data`, then `stats`, then `trace` (never two of
+//! the first three at once in practice); completions run with none held.
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -14,6 +29,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Mutex;
 
+use super::prng::SplitMix64;
 use super::{validate, Bio, BioOp, BlockDevice, DeviceFeatures, DeviceInfo, SECTOR_SIZE};
 use crate::errno::{Errno, Result};
 
@@ -53,12 +69,36 @@ pub struct TraceEntry {
     pub len: u64,
 }
 
+/// The order in which one [`RamDisk::poll`] completes the bios it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionOrder {
+    /// Submission order (the default).
+    Fifo,
+    /// Each poll takes the pending batch and completes it newest first.
+    Reverse,
+    /// Each poll takes the pending batch and completes it in a pseudo-random order drawn from a
+    /// generator seeded with `seed` (the generator advances across polls; same seed and same
+    /// submissions give the same order).
+    Shuffle {
+        /// Seed of the generator.
+        seed: u64,
+    },
+}
+
+struct Knobs {
+    order: CompletionOrder,
+    rng: SplitMix64,
+    budget: Option<usize>,
+}
+
 /// An in-memory block device.
 pub struct RamDisk {
     info: DeviceInfo,
     data: Mutex<Vec<u8>>,
     pending: Mutex<VecDeque<Bio>>,
     in_flight: AtomicUsize,
+    peak_in_flight: AtomicUsize,
+    knobs: Mutex<Knobs>,
     stats: Mutex<IoStats>,
     trace: Mutex<Option<Vec<TraceEntry>>>,
 }
@@ -97,6 +137,8 @@ impl RamDisk {
             data: Mutex::new(image),
             pending: Mutex::new(VecDeque::new()),
             in_flight: AtomicUsize::new(0),
+            peak_in_flight: AtomicUsize::new(0),
+            knobs: Mutex::new(Knobs { order: CompletionOrder::Fifo, rng: SplitMix64::new(0), budget: None }),
             stats: Mutex::new(IoStats::default()),
             trace: Mutex::new(None),
         }
@@ -133,9 +175,30 @@ impl RamDisk {
         *self.stats.lock()
     }
 
-    /// Resets the counters.
+    /// Resets the counters (and the in-flight high-water mark to the current in-flight count).
     pub fn reset_stats(&self) {
         *self.stats.lock() = IoStats::default();
+        self.peak_in_flight.store(self.in_flight.load(Ordering::Acquire), Ordering::Release);
+    }
+
+    /// The most bios that were ever in flight at once (since creation or [`RamDisk::reset_stats`]).
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak_in_flight.load(Ordering::Acquire)
+    }
+
+    /// Sets the order in which each `poll` completes the bios it takes (see [`CompletionOrder`]).
+    pub fn set_completion_order(&self, order: CompletionOrder) {
+        let mut k = self.knobs.lock();
+        k.order = order;
+        if let CompletionOrder::Shuffle { seed } = order {
+            k.rng = SplitMix64::new(seed);
+        }
+    }
+
+    /// Limits each `poll` to at most `budget` completions (`None`: no limit). A budget of 0 is
+    /// taken as 1, so polling always makes progress.
+    pub fn set_poll_budget(&self, budget: Option<usize>) {
+        self.knobs.lock().budget = budget.map(|b| b.max(1));
     }
 
     /// Starts (`true`) or stops tracing each completed op.
@@ -183,6 +246,14 @@ impl RamDisk {
         Ok(())
     }
 
+    /// Carries out `bio` and reports its completion (no lock held while completing).
+    fn finish(&self, bio: Bio) {
+        let result = self.execute(&bio);
+        self.account(&bio, result.is_ok());
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        bio.end.complete(result);
+    }
+
     fn account(&self, bio: &Bio, ok: bool) {
         let mut s = self.stats.lock();
         if !ok {
@@ -223,19 +294,44 @@ impl BlockDevice for RamDisk {
     }
 
     fn submit(&self, bio: Bio) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let now = self.in_flight.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::AcqRel);
         self.pending.lock().push_back(bio);
     }
 
     fn poll(&self) -> usize {
-        let mut n = 0;
-        loop {
-            let Some(bio) = self.pending.lock().pop_front() else { break };
-            let result = self.execute(&bio);
-            self.account(&bio, result.is_ok());
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            bio.end.complete(result);
-            n += 1;
+        let (order, budget) = {
+            let k = self.knobs.lock();
+            (k.order, k.budget.unwrap_or(usize::MAX))
+        };
+        if order == CompletionOrder::Fifo {
+            let mut n = 0;
+            while n < budget {
+                let Some(bio) = self.pending.lock().pop_front() else { break };
+                self.finish(bio);
+                n += 1;
+            }
+            return n;
+        }
+        let mut batch: Vec<Bio> = {
+            let mut pending = self.pending.lock();
+            let take = budget.min(pending.len());
+            pending.drain(..take).collect()
+        };
+        match order {
+            CompletionOrder::Reverse => batch.reverse(),
+            CompletionOrder::Shuffle { .. } => {
+                let mut k = self.knobs.lock();
+                for i in (1..batch.len()).rev() {
+                    let j = k.rng.below(i as u64 + 1) as usize;
+                    batch.swap(i, j);
+                }
+            }
+            CompletionOrder::Fifo => {}
+        }
+        let n = batch.len();
+        for bio in batch {
+            self.finish(bio);
         }
         n
     }
@@ -297,5 +393,77 @@ mod tests {
         assert!(back[1536..4096].iter().all(|&b| b == 0xAA));
         assert!(back[4096..4608].iter().all(|&b| b == 0));
         assert!(back[4608..].iter().all(|&b| b == 0xAA));
+    }
+
+    /// Records the cookies of completed bios, in completion order.
+    struct Order(Mutex<Vec<u64>>);
+
+    impl crate::block::BioComplete for Order {
+        fn complete(&self, cookie: u64, result: Result<()>) {
+            assert_eq!(result, Ok(()));
+            self.0.lock().push(cookie);
+        }
+    }
+
+    /// Submits `n` one-block reads (cookies 0..n) of block `i` into `bufs[i]`.
+    fn submit_reads(d: &RamDisk, order: &alloc::sync::Arc<Order>, bufs: &mut [Vec<u8>]) {
+        for (i, buf) in bufs.iter_mut().enumerate() {
+            let mut bio = Bio::new(BioOp::Read, i as u64, crate::block::BioEnd::new(order.clone(), i as u64));
+            let ptr = core::ptr::NonNull::new(buf.as_mut_ptr()).unwrap();
+            // SAFETY: `buf` outlives the bio: every test polls until all bios completed.
+            bio.push(unsafe { crate::block::Segment::new(ptr, ptr.as_ptr() as u64, 512) }).unwrap();
+            d.submit(bio);
+        }
+    }
+
+    #[test]
+    fn completion_order_knob_reverses_and_shuffles_reproducibly() {
+        let d = RamDisk::new(64 * 1024, 512).unwrap();
+        let mut bufs = vec![vec![0u8; 512]; 6];
+
+        d.set_completion_order(CompletionOrder::Reverse);
+        let rev = alloc::sync::Arc::new(Order(Mutex::new(Vec::new())));
+        submit_reads(&d, &rev, &mut bufs);
+        assert_eq!(d.poll(), 6);
+        assert_eq!(*rev.0.lock(), vec![5, 4, 3, 2, 1, 0]);
+
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            d.set_completion_order(CompletionOrder::Shuffle { seed: 42 });
+            let o = alloc::sync::Arc::new(Order(Mutex::new(Vec::new())));
+            submit_reads(&d, &o, &mut bufs);
+            assert_eq!(d.poll(), 6);
+            let got = o.0.lock().clone();
+            let mut sorted = got.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, vec![0, 1, 2, 3, 4, 5], "a shuffle is a permutation");
+            runs.push(got);
+        }
+        assert_eq!(runs[0], runs[1], "same seed, same order");
+        assert_ne!(runs[0], vec![0, 1, 2, 3, 4, 5], "seed 42 does not happen to give FIFO order");
+        assert_eq!(d.stats().reads, 18);
+        assert_eq!(d.in_flight(), 0);
+    }
+
+    #[test]
+    fn poll_budget_keeps_bios_in_flight_and_peak_is_tracked() {
+        let d = RamDisk::new(64 * 1024, 512).unwrap();
+        d.set_poll_budget(Some(2));
+        let mut bufs = vec![vec![0u8; 512]; 5];
+        let o = alloc::sync::Arc::new(Order(Mutex::new(Vec::new())));
+        submit_reads(&d, &o, &mut bufs);
+        assert_eq!(d.peak_in_flight(), 5);
+        assert_eq!(d.poll(), 2);
+        assert_eq!(d.in_flight(), 3);
+        assert_eq!(*o.0.lock(), vec![0, 1]);
+        d.set_completion_order(CompletionOrder::Reverse);
+        assert_eq!(d.poll(), 2);
+        assert_eq!(*o.0.lock(), vec![0, 1, 3, 2], "reverse applies to the batch a poll takes");
+        assert_eq!(d.poll(), 1);
+        assert_eq!(d.poll(), 0);
+        assert_eq!(d.in_flight(), 0);
+        d.reset_stats();
+        assert_eq!(d.peak_in_flight(), 0);
+        assert_eq!(d.stats(), IoStats::default());
     }
 }

@@ -122,12 +122,12 @@ pub fn read_at(
         let n = chunk.min(buf.len() - done);
         let part = &mut buf[done..done + n];
         let off = offset + done as u64;
-        match dma_ok(dev, &**platform, part.as_ptr(), n) {
-            Some(phys) => submit_wait(
-                dev,
-                &**platform,
-                data_bio(BioOp::Read, BioFlags::empty(), off, part.as_ptr(), phys, n),
-            )?,
+        // The device writes through this pointer: derive it from the exclusive borrow.
+        let dst = part.as_mut_ptr();
+        match dma_ok(dev, &**platform, dst, n) {
+            Some(phys) => {
+                submit_wait(dev, &**platform, data_bio(BioOp::Read, BioFlags::empty(), off, dst, phys, n))?
+            }
             None => {
                 let bounce = DmaBuffer::new(platform, n)?;
                 let bio = data_bio(
