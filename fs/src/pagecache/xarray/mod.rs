@@ -325,9 +325,9 @@ impl<T> XArray<T> {
         Iter::new(self, start, last, Some(mark))
     }
 
-    /// Sets mark `to` on every entry with mark `from` that begins in `[start, last]`; returns
-    /// how many entries were visited (Linux's `tag_pages_for_writeback` does this with DIRTY
-    /// and TOWRITE). At most `limit` entries are tagged; the index to resume at is returned.
+    /// Sets mark `to` on every entry with mark `from` covering an index in `[start, last]`
+    /// (Linux's `tag_pages_for_writeback` does this with DIRTY and TOWRITE). Tags at most
+    /// `limit` entries; returns how many it tagged and, if it stopped early, where to resume.
     pub fn tag_range(
         &mut self,
         start: u64,
