@@ -118,10 +118,12 @@ pub fn setup(block_size: usize) -> (Arc<TestPlatform>, Arc<PageCache>, Arc<Mappi
 type KickFn = Box<dyn Fn() + Send + Sync>;
 type WritebackFn = Box<dyn Fn(WritebackRequest) + Send + Sync>;
 
-/// Writeback hooks made of closures, recording what they were asked.
+/// Writeback hooks made of closures, recording what they were asked (the first 1000 requests,
+/// and how many there were).
 #[derive(Default)]
 pub struct TestHooks {
     pub requests: Mutex<Vec<WritebackRequest>>,
+    pub request_count: AtomicU64,
     pub kicks: AtomicU64,
     on_kick: Mutex<Option<KickFn>>,
     on_writeback: Mutex<Option<WritebackFn>>,
@@ -143,7 +145,12 @@ impl TestHooks {
 
 impl WritebackHooks for TestHooks {
     fn request_writeback(&self, request: WritebackRequest) {
-        self.requests.lock().unwrap().push(request);
+        self.request_count.fetch_add(1, Ordering::SeqCst);
+        let mut requests = self.requests.lock().unwrap();
+        if requests.len() < 1000 {
+            requests.push(request);
+        }
+        drop(requests);
         if let Some(f) = &*self.on_writeback.lock().unwrap() {
             f(request);
         }

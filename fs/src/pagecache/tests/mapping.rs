@@ -364,13 +364,14 @@ fn truncate_waits_for_writeback() {
         let (m, folio) = (mapping.clone(), folio.clone());
         thread::spawn(move || {
             thread::sleep(Duration::from_millis(30));
-            assert!(folio.is_attached(), "truncate must not drop a folio under writeback");
+            let attached = folio.is_attached();
             m.end_writeback(&folio);
+            attached
         })
     };
     assert!(mapping.truncate(0).is_none());
     assert!(!folio.is_writeback() && !folio.is_attached());
-    ender.join().unwrap();
+    assert!(ender.join().unwrap(), "truncate must not drop a folio under writeback");
 }
 
 #[test]
