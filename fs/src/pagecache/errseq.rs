@@ -10,6 +10,8 @@
 //! including openers that opened before the error and never synced; an opener that opens
 //! after an error was already seen does not get it.
 //!
+//! Locking: none; one atomic word, updated by compare-and-swap.
+//!
 //! # Linux <-> here
 //!
 //! | Linux | here |

@@ -10,6 +10,9 @@
 //! folio for writeback never sees the CPU change it underneath, so a `&mut [u8]` never aliases
 //! an in-flight DMA read.
 //!
+//! Lock order: the folio lock ranks below the invalidate lock and above the mapping and LRU
+//! locks (see [`folio`](super::folio)); a guard may be held across waits.
+//!
 //! # Linux <-> here
 //!
 //! | Linux | here |

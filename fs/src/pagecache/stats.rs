@@ -4,6 +4,8 @@
 //! dirty, under writeback) are exact: they change in the same step as the state they count.
 //! Event counters (hits, misses, reclaimed, ...) only grow.
 //!
+//! Locking: none; relaxed-enough atomics (acquire/release), read without a lock.
+//!
 //! # Linux <-> here
 //!
 //! | Linux | here |

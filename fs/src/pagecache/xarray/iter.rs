@@ -10,6 +10,9 @@
 //! they climb back to the root only when that node is exhausted, so a full walk costs one
 //! descent per leaf rather than one per entry.
 //!
+//! Locking: an iterator borrows the XArray, so the owner's lock is held for the whole walk;
+//! the page cache's walks copy references out in batches instead of holding it.
+//!
 //! # Linux <-> here
 //!
 //! | Linux | here |
@@ -86,21 +89,32 @@ fn marked(node: &Node<impl Sized>, mark: Option<Mark>, offset: usize) -> bool {
 }
 
 /// The first entry (with `mark`, if given) below `node` (at `base`) covering an index at or
-/// after `start`. `start` must not lie past the node's range.
+/// after `start`. `start` must not lie past the node's range. `boundary` says `start` is known
+/// not to fall inside a multi-index entry (it follows the previous entry found), which saves
+/// reading the slot `start` lands in.
 pub(super) fn find_in<'a, T>(
     node: &'a Node<T>,
     base: u64,
     start: u64,
     mark: Option<Mark>,
+    boundary: bool,
 ) -> Option<Found<'a, T>> {
     let shift = node.shift();
     let first = if start <= base { 0 } else { ((start - base) >> shift) as usize };
     if first >= NODE_SLOTS {
         return None;
     }
-    if let Slot::Sibling(canonical) = node.slot(first) {
-        if marked(node, mark, canonical) {
-            return found(node, base, canonical);
+    // A multi-index entry beginning before `start` may cover it: its canonical slot is before
+    // `first` (and, when searching a mark, carries that mark).
+    let earlier = match mark {
+        Some(m) => node.marks[m.bit()] & ((1u64 << first) - 1) != 0,
+        None => first > 0,
+    };
+    if !boundary && earlier {
+        if let Slot::Sibling(canonical) = node.slot(first) {
+            if marked(node, mark, canonical) {
+                return found(node, base, canonical);
+            }
         }
     }
     let child_base = |i: usize| base + ((i as u64) << shift);
@@ -113,7 +127,7 @@ pub(super) fn find_in<'a, T>(
                     Slot::Entry(_) => return found(node, base, i),
                     Slot::Node(child) => {
                         let cb = child_base(i);
-                        if let Some(f) = find_in(child, cb, start.max(cb), mark) {
+                        if let Some(f) = find_in(child, cb, start.max(cb), mark, boundary) {
                             return Some(f);
                         }
                     }
@@ -131,7 +145,7 @@ pub(super) fn find_in<'a, T>(
                     Slot::Entry(_) => return found(node, base, i),
                     Slot::Node(child) => {
                         let cb = child_base(i);
-                        if let Some(f) = find_in(child, cb, start.max(cb), mark) {
+                        if let Some(f) = find_in(child, cb, start.max(cb), mark, boundary) {
                             return Some(f);
                         }
                     }
@@ -152,11 +166,13 @@ pub struct Iter<'a, T> {
     mark: Option<Mark>,
     /// The node the previous entry came from, and its base index.
     hint: Option<(&'a Node<T>, u64)>,
+    /// `next` follows an entry already returned (so it is an entry boundary).
+    boundary: bool,
 }
 
 impl<'a, T> Iter<'a, T> {
     pub(super) fn new(xa: &'a XArray<T>, start: u64, last: u64, mark: Option<Mark>) -> Self {
-        Self { xa, next: Some(start), last, mark, hint: None }
+        Self { xa, next: Some(start), last, mark, hint: None, boundary: false }
     }
 }
 
@@ -168,17 +184,18 @@ impl<'a, T> Iterator for Iter<'a, T> {
         let mut hit = None;
         if let Some((node, base)) = self.hint {
             if node_covers(node, base, start) {
-                hit = find_in(node, base, start, self.mark);
+                hit = find_in(node, base, start, self.mark, self.boundary);
             }
         }
         let hit = match hit {
             Some(f) => Some(f),
-            None => self.xa.search(start, self.mark),
+            None => self.xa.search(start, self.mark, self.boundary),
         };
         match hit {
             Some(f) if f.index <= self.last => {
                 self.next = f.next_index();
                 self.hint = Some((f.node, f.base));
+                self.boundary = true;
                 Some(f)
             }
             _ => {

@@ -7,6 +7,8 @@
 //! after index" descends only into subtrees whose bit is set and never backtracks more than one
 //! level per unmarked prefix.
 //!
+//! Locking: none here; the XArray's owner serialises (`&mut` to change marks).
+//!
 //! # Linux <-> here
 //!
 //! | Linux | here |

@@ -4,7 +4,7 @@
 //! Owns: the tree nodes and one strong reference per stored entry. An entry of order `n`
 //! covers the `2^n` indices starting at an index aligned to `2^n`; it is stored once, in the
 //! node whose level it fits (`shift <= n < shift + 6`), as a canonical slot followed by
-//! `2^(n - shift) - 1` sibling slots (see [`node`] for the encoding). Marks live on canonical
+//! `2^(n - shift) - 1` sibling slots (see `node.rs` for the encoding). Marks live on canonical
 //! slots and are summarised per node (see [`marks`]). Nodes are created on demand and freed as
 //! soon as they become empty; the tree grows and shrinks in height as needed.
 //!
@@ -195,7 +195,7 @@ impl<T> XArray<T> {
     pub fn occupied(&self, index: u64, order: u32) -> bool {
         let Some(root) = self.root.as_deref() else { return false };
         let last = index.saturating_add((1u64 << order) - 1);
-        match iter::find_in(root, 0, index, None) {
+        match iter::find_in(root, 0, index, None, false) {
             Some(f) => f.index() <= last,
             None => false,
         }
@@ -292,22 +292,22 @@ impl<T> XArray<T> {
         self.root.as_deref().is_some_and(|root| root.marks[mark.bit()] != 0)
     }
 
-    pub(crate) fn search(&self, start: u64, mark: Option<Mark>) -> Option<Found<'_, T>> {
+    pub(crate) fn search(&self, start: u64, mark: Option<Mark>, boundary: bool) -> Option<Found<'_, T>> {
         let root = self.root.as_deref()?;
         if !root_covers(root.shift(), start) {
             return None;
         }
-        iter::find_in(root, 0, start, mark)
+        iter::find_in(root, 0, start, mark, boundary)
     }
 
     /// The first entry covering an index at or after `start` (it may begin before `start`).
     pub fn find(&self, start: u64) -> Option<Found<'_, T>> {
-        self.search(start, None)
+        self.search(start, None, false)
     }
 
     /// The first entry with `mark` covering an index at or after `start`.
     pub fn find_marked(&self, start: u64, mark: Mark) -> Option<Found<'_, T>> {
-        self.search(start, Some(mark))
+        self.search(start, Some(mark), false)
     }
 
     /// Entries covering indices in `[start, last]`, in index order.

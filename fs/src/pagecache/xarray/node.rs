@@ -16,6 +16,8 @@
 //! The safe surface ([`Slot`], [`SlotMut`], [`Taken`]) hands out borrows tied to the node, so
 //! the rest of the XArray is ordinary safe Rust.
 //!
+//! Locking: none here; the XArray's owner serialises (`&` to read, `&mut` to change).
+//!
 //! # Linux <-> here
 //!
 //! | Linux | here |

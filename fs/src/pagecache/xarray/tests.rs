@@ -339,7 +339,7 @@ fn model_test_against_btreemap() {
             85..=94 => {
                 let start = random_index(&mut rng);
                 let mark = if rng.chance(50) { None } else { Some(Mark::ALL[rng.below(3) as usize]) };
-                let got = xa.search(start, mark).map(|f| (f.index(), f.order(), f.get().id));
+                let got = xa.search(start, mark, false).map(|f| (f.index(), f.order(), f.get().id));
                 assert_eq!(got, model_find(&model, start, mark), "{}", ctx("find"));
             }
             // short iteration, marked or not
