@@ -149,7 +149,9 @@ impl Mapping {
 
     /// A reference to the folio covering page `index` (counted as a hit or a miss). The folio
     /// may be truncated at any time after this returns: lock it and check
-    /// [`Folio::belongs_to`] before relying on its place in the file.
+    /// [`Folio::belongs_to`] before relying on its place in the file. Lookups do not mark the
+    /// folio accessed; readers and writers call [`Folio::mark_accessed`] (Linux's
+    /// `FGP_ACCESSED`).
     pub fn get(&self, index: u64) -> Option<Arc<Folio>> {
         let found = self.lookup(index);
         let c = if found.is_some() { &self.counters().hits } else { &self.counters().misses };
@@ -306,6 +308,12 @@ impl Mapping {
     }
 
     // ---- sequence, errors, direct I/O, invalidate lock -----------------------------------
+
+    /// The dirty throttle: call before dirtying more of this file, without holding a folio
+    /// lock (see [`PageCache::balance_dirty`](super::PageCache::balance_dirty)).
+    pub fn balance_dirty(&self) {
+        self.cache.balance_dirty();
+    }
 
     /// The mapping sequence: changes whenever the file's block mapping changes.
     pub fn seq(&self) -> u64 {
