@@ -161,7 +161,7 @@ fn writers_flusher_reclaim_and_truncate_keep_accounting_exact() {
         let (m, c) = (mapping.clone(), cache.clone());
         handles.push(thread::spawn(move || {
             let mut rng = Rng::new(seed + w);
-            for _ in 0..3000 {
+            for _ in 0..2000 {
                 c.balance_dirty();
                 match m.find_or_create(rng.below(1024), rng.below(5) as u32) {
                     Ok(mut f) => {
