@@ -11,3 +11,4 @@ extern crate alloc;
 pub use foliage_drivers::{block, errno, platform, Errno, Result};
 
 pub mod pagecache;
+pub mod replay;
