@@ -43,10 +43,10 @@ impl MemTarget {
 
     fn check_remap(&self, src: u64, len: u64, dst: u64) -> Result<()> {
         let size = self.len();
-        if src % BS != 0 || dst % BS != 0 || src >= size {
+        if !src.is_multiple_of(BS) || !dst.is_multiple_of(BS) || src >= size {
             return Err(Errno::EINVAL);
         }
-        if src + len > size || (len % BS != 0 && src + len != size) {
+        if src + len > size || (!len.is_multiple_of(BS) && src + len != size) {
             return Err(Errno::EINVAL);
         }
         if dst < src + len && src < dst + len {
@@ -106,7 +106,7 @@ impl ReplayTarget for MemTarget {
     }
 
     fn collapse_range(&mut self, off: u64, len: u64) -> Result<()> {
-        if off % BS != 0 || len % BS != 0 || len == 0 || off + len >= self.len() {
+        if !off.is_multiple_of(BS) || !len.is_multiple_of(BS) || len == 0 || off + len >= self.len() {
             return Err(Errno::EINVAL);
         }
         self.data.drain(off as usize..(off + len) as usize);
@@ -114,7 +114,7 @@ impl ReplayTarget for MemTarget {
     }
 
     fn insert_range(&mut self, off: u64, len: u64) -> Result<()> {
-        if off % BS != 0 || len % BS != 0 || len == 0 || off >= self.len() {
+        if !off.is_multiple_of(BS) || !len.is_multiple_of(BS) || len == 0 || off >= self.len() {
             return Err(Errno::EINVAL);
         }
         let at = off as usize;

@@ -222,7 +222,7 @@ pub fn parse(text: &str) -> Result<OpLog, ParseError> {
                 _ => {}
             }
         }
-        if op.direct && (op.args[0] % 512 != 0 || op.args[1] % 512 != 0) {
+        if op.direct && (!op.args[0].is_multiple_of(512) || !op.args[1].is_multiple_of(512)) {
             return Err(err("direct op not 512-aligned".into()));
         }
         log.ops.push(op);
