@@ -9,3 +9,5 @@
 extern crate alloc;
 
 pub use foliage_drivers::{block, errno, platform, Errno, Result};
+
+pub mod frond;
