@@ -111,6 +111,59 @@ impl From<Corrupt> for Errno {
     }
 }
 
+/// The error of frond's internal operations: an errno, or corruption with its reason. Public
+/// calls turn it into an [`Errno`] (`EUCLEAN` for corruption); mount keeps the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// An ordinary failure (ENOSPC, ENOENT, EIO, ...).
+    Errno(Errno),
+    /// The on-disk image is corrupt.
+    Corrupt(Corrupt),
+}
+
+/// `Result` with frond's internal [`Error`].
+pub type FResult<T> = Result<T, Error>;
+
+impl From<Errno> for Error {
+    fn from(e: Errno) -> Self {
+        Error::Errno(e)
+    }
+}
+
+impl From<Corrupt> for Error {
+    fn from(c: Corrupt) -> Self {
+        Error::Corrupt(c)
+    }
+}
+
+impl From<Error> for Errno {
+    fn from(e: Error) -> Errno {
+        match e {
+            Error::Errno(e) => e,
+            Error::Corrupt(_) => Errno::EUCLEAN,
+        }
+    }
+}
+
+impl Error {
+    /// The errno this error reports.
+    pub fn errno(&self) -> Errno {
+        match self {
+            Error::Errno(e) => *e,
+            Error::Corrupt(_) => Errno::EUCLEAN,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Errno(e) => write!(f, "{e}"),
+            Error::Corrupt(c) => write!(f, "corrupt: {c}"),
+        }
+    }
+}
+
 /// Builds a [`Corrupt`] from format arguments.
 #[macro_export]
 #[doc(hidden)]

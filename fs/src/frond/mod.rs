@@ -30,6 +30,13 @@
 //! | dir2 (hashed btree directories) | `dir` | fixed-size entries keyed by (hash, collision index) |
 //! | `xfs_repair -n` | `fsck` | names every problem precisely |
 
+pub mod buf;
 pub mod crc32c;
 pub mod format;
+pub mod io;
+pub mod journal;
 pub mod superblock;
+
+#[cfg(test)]
+#[allow(dead_code)] // helpers are shared by tests added milestone by milestone
+pub(crate) mod testutil;
