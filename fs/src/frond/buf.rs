@@ -59,6 +59,12 @@ impl Buf {
         self.blkno
     }
 
+    /// A free-standing buffer (test stores).
+    #[cfg(test)]
+    pub(crate) fn for_test(blkno: u64, data: Vec<u8>) -> Self {
+        Self { blkno, data: Mutex::new(data.into_boxed_slice()) }
+    }
+
     /// The block's bytes (lock held while the guard lives).
     pub fn data(&self) -> MutexGuard<'_, alloc::boxed::Box<[u8]>> {
         self.data.lock()

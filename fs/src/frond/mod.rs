@@ -30,6 +30,7 @@
 //! | dir2 (hashed btree directories) | `dir` | fixed-size entries keyed by (hash, collision index) |
 //! | `xfs_repair -n` | `fsck` | names every problem precisely |
 
+pub mod btree;
 pub mod buf;
 pub mod crc32c;
 pub mod format;
