@@ -30,13 +30,31 @@
 //! | dir2 (hashed btree directories) | `dir` | fixed-size entries keyed by (hash, collision index) |
 //! | `xfs_repair -n` | `fsck` | names every problem precisely |
 
+pub mod allocator;
 pub mod btree;
 pub mod buf;
+pub mod cowfork;
 pub mod crc32c;
+pub mod dir;
+pub mod engine;
+pub mod extent;
+pub mod extset;
 pub mod format;
+pub mod inode;
 pub mod io;
 pub mod journal;
+pub mod mkfs;
+pub mod mount;
+pub mod namespace;
+pub mod refcount;
+pub mod state;
 pub mod superblock;
+
+pub use mkfs::{mkfs, MkfsOptions};
+pub use mount::{Frond, MountError, StatFs};
+
+#[cfg(test)]
+mod tests;
 
 #[cfg(test)]
 #[allow(dead_code)] // helpers are shared by tests added milestone by milestone

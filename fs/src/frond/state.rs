@@ -1,0 +1,347 @@
+//! The mounted filesystem's metadata state and its operation/transaction discipline.
+//!
+//! Owns [`FsState`]: the superblock, buffer cache, journal, root block, allocator bookkeeping
+//! (busy lists, reservations), the in-core inodes, and the shutdown flag. Every metadata
+//! operation runs inside [`FsState::op`], which
+//!
+//! 1. refuses to start on a shut-down filesystem (`EIO`);
+//! 2. makes room in the log for the operation's worst case (commit, then checkpoint if needed);
+//! 3. reserves the operation's worst-case block needs up front (`ENOSPC` before anything
+//!    changes; the busy lists are flushed first when only busy blocks stand in the way);
+//! 4. runs the operation; on success encodes the changed root block and inodes into their
+//!    buffers; on failure after anything was changed, shuts the filesystem down (the running
+//!    transaction is never committed, so the disk keeps the last committed state).
+//!
+//! The running transaction accumulates operations until [`FsState::commit`] (sync/fsync, log
+//! pressure, a large transaction, unmount). [`FsState::checkpoint`] commits and then writes
+//! everything home, emptying the log.
+//!
+//! Lock order: the whole state sits under the filesystem's metadata lock (see `mount`).
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `xfs_trans_alloc(resblks)` + `xfs_trans_commit` | [`FsState::op`] (reservation, then join the running transaction) |
+//! | `xfs_log_force` | [`FsState::commit`] |
+//! | `xfs_ail_push_all_sync` | [`FsState::checkpoint`] |
+//! | `xfs_force_shutdown(SHUTDOWN_CORRUPT_INCORE)` on a dirty transaction cancel | [`FsState::shut_down`] |
+//! | `m_resblks` reserve pool, `m_alloc_set_aside` | `resblks`, `set_aside` |
+//! | busy extents (`xfs_extent_busy`) | `busy_commit` (freed data) / `busy_ckpt` (freed metadata) |
+
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::string::String;
+
+use super::btree::{NodeStore, Spec, TreeKind};
+use super::buf::{seal_header, BufCache, BufRef};
+use super::extset::ExtentSet;
+use super::format::{verify_header, Corrupt, Error, FResult, MAGIC_BTREE, MAGIC_ROOT};
+use super::inode::Inode;
+use super::io::MetaIo;
+use super::journal::Journal;
+use super::superblock::{RootBlock, Superblock, FREELIST_CAP};
+use crate::Errno;
+
+/// Blocks never handed out by ordinary reservations (free-list refills and free-space tree
+/// growth draw on them), like XFS's `m_alloc_set_aside`.
+pub const SET_ASIDE: u64 = FREELIST_CAP as u64;
+
+/// How an operation reserves space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    /// Ordinary operations: may not touch the reserve pool.
+    Normal,
+    /// I/O completion work (unwritten conversion, COW remap, size updates, delalloc
+    /// conversion) that must not fail for space: may use the reserve pool.
+    Reserve,
+}
+
+/// The metadata state of one mounted filesystem. See the module docs.
+pub struct FsState {
+    /// Device access.
+    pub io: MetaIo,
+    /// Geometry.
+    pub sb: Superblock,
+    /// Cached metadata blocks.
+    pub cache: BufCache,
+    /// The log.
+    pub journal: Journal,
+    /// The root block as of the running transaction.
+    pub root: RootBlock,
+    /// The root block changed since it was last encoded into its buffer.
+    pub root_dirty: bool,
+    /// Blocks freed in the running transaction (not reusable until it commits).
+    pub busy_commit: ExtentSet,
+    /// Freed metadata blocks (not reusable until the next checkpoint).
+    pub busy_ckpt: ExtentSet,
+    /// Blocks reserved by delayed allocations (in-core only).
+    pub delalloc_reserved: u64,
+    /// The reserve pool for completion-time work.
+    pub resblks: u64,
+    /// Bumped by every metadata change (detects "failed after changing something").
+    pub changes: u64,
+    /// Set when an operation failed half-way: everything after fails with `EIO`.
+    pub shutdown: Option<String>,
+    /// In-core inodes.
+    pub inodes: BTreeMap<u64, Inode>,
+    /// In-core inodes changed since they were last encoded into their chunk buffers.
+    pub dirty_inodes: BTreeSet<u64>,
+    /// Inode chunks with free slots (loaded on first inode allocation).
+    pub free_chunks: Option<BTreeSet<u64>>,
+    /// The last corruption reported (for messages).
+    pub last_corruption: Option<String>,
+}
+
+impl FsState {
+    /// A state over `io` for geometry `sb`, with the given journal and root block.
+    pub fn new(io: MetaIo, sb: Superblock, journal: Journal, root: RootBlock) -> Self {
+        let data = sb.block_count - sb.data_start;
+        let cache_blocks = ((32usize << 20) >> sb.block_log).max(256);
+        Self {
+            io,
+            sb,
+            cache: BufCache::new(cache_blocks),
+            journal,
+            root,
+            root_dirty: false,
+            busy_commit: ExtentSet::new(),
+            busy_ckpt: ExtentSet::new(),
+            delalloc_reserved: 0,
+            resblks: (data / 20).min(8192),
+            changes: 0,
+            shutdown: None,
+            inodes: BTreeMap::new(),
+            dirty_inodes: BTreeSet::new(),
+            free_chunks: None,
+            last_corruption: None,
+        }
+    }
+
+    /// Block size in bytes.
+    pub fn bs(&self) -> usize {
+        self.sb.block_size()
+    }
+
+    /// Marks the root block changed.
+    pub fn touch_root(&mut self) {
+        self.root_dirty = true;
+        self.changes += 1;
+    }
+
+    /// Blocks an ordinary (or reserve-pool) reservation can still take.
+    pub fn available(&self, pool: Pool) -> u64 {
+        let keep = SET_ASIDE
+            + if pool == Pool::Normal { self.resblks } else { 0 }
+            + self.delalloc_reserved
+            + self.busy_commit.total()
+            + self.busy_ckpt.total();
+        self.root.free_blocks.saturating_sub(keep)
+    }
+
+    /// Records corruption seen at run time and returns it as an error.
+    pub fn corrupt(&mut self, c: Corrupt) -> Error {
+        log::error!("frond: corruption: {c}");
+        self.last_corruption = Some(c.0.clone());
+        Error::Corrupt(c)
+    }
+
+    /// Shuts the filesystem down after a failure that left the running transaction half-done.
+    pub fn shut_down(&mut self, why: &Error) {
+        if self.shutdown.is_none() {
+            log::error!("frond: shutting down after a failed metadata operation: {why}");
+            self.shutdown = Some(alloc::format!("{why}"));
+        }
+        self.cache.discard_running();
+        self.inodes.clear();
+        self.dirty_inodes.clear();
+        self.free_chunks = None;
+    }
+
+    /// Runs one metadata operation that may allocate up to `blocks` blocks and dirty about
+    /// `log_blocks` metadata blocks. See the module docs.
+    pub fn op<T>(
+        &mut self,
+        blocks: u64,
+        log_blocks: usize,
+        pool: Pool,
+        f: impl FnOnce(&mut Self) -> FResult<T>,
+    ) -> FResult<T> {
+        if self.shutdown.is_some() {
+            return Err(Errno::EIO.into());
+        }
+        self.ensure_log(log_blocks)?;
+        if self.available(pool) < blocks {
+            if !self.busy_commit.is_empty() || !self.busy_ckpt.is_empty() {
+                self.checkpoint()?;
+            }
+            if self.available(pool) < blocks {
+                return Err(Errno::ENOSPC.into());
+            }
+        }
+        let before = self.changes;
+        match f(self) {
+            Ok(v) => {
+                self.encode_changes()?;
+                if self.cache.running_count() > self.journal.max_images() / 2 {
+                    self.commit()?;
+                }
+                Ok(v)
+            }
+            Err(e) => {
+                if let Error::Corrupt(c) = &e {
+                    self.last_corruption = Some(c.0.clone());
+                }
+                if self.changes != before {
+                    self.shut_down(&e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Inside a long operation, at a point where the metadata is consistent: commits the
+    /// running transaction if it has grown large (a rolling transaction).
+    pub fn roll_if_large(&mut self) -> FResult<()> {
+        if self.cache.running_count() > self.journal.max_images() / 2 {
+            self.encode_changes()?;
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    fn ensure_log(&mut self, est: usize) -> FResult<()> {
+        let est = est.min(self.journal.max_images() / 2);
+        let running = self.cache.running_count();
+        if self.journal.tx_blocks(running + est) > self.journal.free_blocks() {
+            self.commit()?;
+        }
+        if self.journal.tx_blocks(est) > self.journal.free_blocks() {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Encodes the root block and dirty inodes into their buffers.
+    pub fn encode_changes(&mut self) -> FResult<()> {
+        if self.root_dirty {
+            let (blk, sbc) = (self.sb.root_block, self.sb);
+            let buf = self.cache.read(&self.io, blk, seal_header, &|b| {
+                verify_header(b, MAGIC_ROOT, blk, "root")?;
+                RootBlock::decode(b, &sbc).map(|_| ())
+            })?;
+            self.root.encode_into(&mut buf.data(), blk);
+            self.cache.mark_dirty(&buf);
+            self.root_dirty = false;
+        }
+        let dirty = core::mem::take(&mut self.dirty_inodes);
+        for ino in dirty {
+            self.write_inode(ino)?;
+        }
+        Ok(())
+    }
+
+    /// Makes every change so far durable: commits the running transaction (PREFLUSH + FUA on
+    /// the commit record). Returns whether anything was committed.
+    pub fn commit(&mut self) -> FResult<bool> {
+        if self.shutdown.is_some() {
+            return Err(Errno::EIO.into());
+        }
+        self.encode_changes()?;
+        let n = self.cache.running_count();
+        if n == 0 {
+            return Ok(false);
+        }
+        if self.journal.tx_blocks(n) > self.journal.free_blocks() {
+            // The checkpoint cannot run with uncommitted changes in the buffers; ops are sized
+            // so this never happens.
+            let e = Error::Errno(Errno::EIO);
+            self.shut_down(&e);
+            return Err(e);
+        }
+        let imgs = self.cache.take_running();
+        if let Err(e) = self.journal.commit(&self.io, &imgs) {
+            self.shut_down(&e);
+            return Err(e);
+        }
+        self.busy_commit.clear();
+        Ok(true)
+    }
+
+    /// Commits, then writes every committed block home and empties the log.
+    pub fn checkpoint(&mut self) -> FResult<()> {
+        self.commit()?;
+        let logged = self.cache.logged();
+        if let Err(e) = self.journal.checkpoint(&self.io, &logged) {
+            self.shut_down(&e);
+            return Err(e);
+        }
+        self.cache.checkpointed();
+        self.busy_ckpt.clear();
+        self.busy_commit.clear();
+        Ok(())
+    }
+
+    /// Reads a B+tree node block (verified on a disk read).
+    fn read_node(&mut self, blk: u64, verify: &dyn Fn(&[u8]) -> Result<(), Corrupt>) -> FResult<BufRef> {
+        let r = self.cache.read(&self.io, blk, seal_header, &|b| {
+            verify_header(b, MAGIC_BTREE, blk, "btree")?;
+            verify(b)
+        });
+        if let Err(Error::Corrupt(c)) = r {
+            return Err(self.corrupt(c));
+        }
+        r
+    }
+}
+
+impl NodeStore for FsState {
+    fn block_size(&self) -> usize {
+        self.bs()
+    }
+
+    fn node_limit(&self) -> usize {
+        self.sb.node_cap as usize
+    }
+
+    fn ptr_range(&self) -> (u64, u64) {
+        (self.sb.data_start, self.sb.block_count)
+    }
+
+    fn read(&mut self, blk: u64, verify: &dyn Fn(&[u8]) -> Result<(), Corrupt>) -> FResult<BufRef> {
+        self.read_node(blk, verify)
+    }
+
+    fn dirty(&mut self, buf: &BufRef) {
+        self.cache.mark_dirty(buf);
+        self.changes += 1;
+    }
+
+    fn alloc(&mut self, spec: &Spec) -> FResult<BufRef> {
+        let blk = match spec.kind {
+            TreeKind::FreeByBlock | TreeKind::FreeBySize => {
+                let b =
+                    self.root.freelist.pop().ok_or_else(|| {
+                        Error::Corrupt(Corrupt(String::from("allocator free list exhausted")))
+                    })?;
+                self.touch_root();
+                b
+            }
+            _ => self.alloc_meta_block()?,
+        };
+        self.changes += 1;
+        Ok(self.cache.create(blk, self.bs(), seal_header))
+    }
+
+    fn free(&mut self, spec: &Spec, blk: u64) -> FResult<()> {
+        self.cache.forget(blk);
+        self.changes += 1;
+        match spec.kind {
+            TreeKind::FreeByBlock | TreeKind::FreeBySize => {
+                self.root.freelist.push(blk);
+                self.touch_root();
+                Ok(())
+            }
+            _ => self.free_meta_block(blk),
+        }
+    }
+}
