@@ -40,6 +40,7 @@ pub mod engine;
 pub mod extent;
 pub mod extset;
 pub mod format;
+pub mod fsck;
 pub mod inode;
 pub mod io;
 pub mod journal;
@@ -50,6 +51,7 @@ pub mod refcount;
 pub mod state;
 pub mod superblock;
 
+pub use fsck::{fsck, FsckReport, Problem};
 pub use mkfs::{mkfs, MkfsOptions};
 pub use mount::{Frond, MountError, StatFs};
 

@@ -41,7 +41,7 @@
 pub mod format;
 mod replay;
 
-pub use replay::{replay, ReplayReport};
+pub use replay::{replay, scan, ReplayReport};
 
 use alloc::vec::Vec;
 

@@ -30,6 +30,16 @@ fn read_block(io: &MetaIo, blk: u64) -> FResult<Vec<u8>> {
 /// A bad header or a checksummed transaction that targets a block outside the metadata area
 /// is corruption; a torn or garbage transaction just ends the log.
 pub fn replay(io: &MetaIo, sb: &Superblock) -> FResult<(Journal, ReplayReport)> {
+    replay_inner(io, sb, false)
+}
+
+/// Scans the log like [`replay`] without writing anything: how many complete transactions
+/// (and block images) a mount would replay. fsck uses it to tell a clean log from a dirty one.
+pub fn scan(io: &MetaIo, sb: &Superblock) -> FResult<ReplayReport> {
+    replay_inner(io, sb, true).map(|(_, r)| r)
+}
+
+fn replay_inner(io: &MetaIo, sb: &Superblock, dry: bool) -> FResult<(Journal, ReplayReport)> {
     let bs = io.block_size();
     let lb = sb.log_blocks;
     let hdr = JournalHeader::decode(&read_block(io, JOURNAL_HEADER)?, JOURNAL_HEADER, lb)?;
@@ -99,14 +109,16 @@ pub fn replay(io: &MetaIo, sb: &Superblock) -> FResult<(Journal, ReplayReport)> 
             }
         }
         report.blocks += batch.len() as u64;
-        io.write_batch(&mut batch)?;
+        if !dry {
+            io.write_batch(&mut batch)?;
+        }
         report.transactions += 1;
         scanned += n;
         pos = (pos + n) % lb;
         seq += 1;
     }
     let journal = Journal::new_empty(lb, bs, pos, seq);
-    if report.transactions > 0 {
+    if report.transactions > 0 && !dry {
         let h = journal.header();
         io.write_block(JOURNAL_HEADER, &h.encode(bs, JOURNAL_HEADER), BioFlags::PREFLUSH | BioFlags::FUA)?;
     }

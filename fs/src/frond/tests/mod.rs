@@ -33,3 +33,20 @@ pub(crate) fn remount(disk: &Arc<RamDisk>, fs: Frond) -> Frond {
     let dev: Arc<dyn BlockDevice> = disk.clone();
     Frond::mount(dev, platform()).unwrap_or_else(|e| panic!("remount: {e}"))
 }
+
+/// Checkpoints and checks the mounted filesystem; panics listing every problem.
+pub(crate) fn assert_clean(fs: &Frond) {
+    let r = fs.fsck().unwrap();
+    assert!(r.is_clean(), "fsck found problems:\n{}", problems(&r));
+}
+
+/// Checks an unmounted image; panics listing every problem.
+pub(crate) fn assert_image_clean(disk: &Arc<RamDisk>) {
+    let r = crate::frond::fsck(disk.clone(), platform()).unwrap();
+    assert!(r.is_clean(), "fsck found problems:\n{}", problems(&r));
+}
+
+/// The problems of a report, one per line.
+pub(crate) fn problems(r: &crate::frond::FsckReport) -> alloc::string::String {
+    r.problems.iter().map(|p| alloc::format!("  {p}\n")).collect()
+}

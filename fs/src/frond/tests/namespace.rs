@@ -24,6 +24,8 @@ fn create_lookup_remount_at_each_block_size() {
         let l = fs.symlink(root, b"l", b"/a/b").unwrap();
         assert_eq!(fs.stat(l).unwrap().mode & 0o170000, S_IFLNK);
         assert_eq!(fs.readlink(l).unwrap(), b"/a/b");
+        assert_clean(&fs);
         fs.unmount().unwrap();
+        assert_image_clean(&disk);
     }
 }
