@@ -103,7 +103,10 @@ impl Tree {
             return Ok(None);
         }
         let right = s.alloc(self.spec)?;
-        let m = n / 2;
+        // n + 1 records in all: the left node ends with half (rounded down), the right with
+        // the rest; both hold at least the minimum.
+        let half = n.div_ceil(2);
+        let m = if i < half { half - 1 } else { half };
         {
             let mut l = buf.data();
             let mut r = right.data();
@@ -112,7 +115,7 @@ impl Tree {
             set_nrecs(&mut r, n - m);
             g.clear_recs(&mut l, m, n);
             set_nrecs(&mut l, m);
-            if i <= m {
+            if i < half {
                 g.insert_at(&mut l, m, i, key, val);
             } else {
                 g.insert_at(&mut r, n - m, i - m, key, val);

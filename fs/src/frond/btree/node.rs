@@ -48,9 +48,11 @@ impl Geo {
         Self { ks: spec.key_size, vs, cap: cap.min(u16::MAX as usize) }
     }
 
-    /// Fewest records a non-root node keeps.
+    /// Fewest records a non-root node keeps: half the capacity, rounded up (a split of a full
+    /// node gives two halves of at least this, and an underflowing node merges with a minimal
+    /// sibling into at most a full one).
     pub fn min(&self) -> usize {
-        self.cap / 2
+        self.cap.div_ceil(2)
     }
 
     fn rec(&self) -> usize {

@@ -312,3 +312,8 @@ fn corrupt_nodes_are_detected_with_reasons() {
     // Lookups on a corrupt tree fail cleanly too.
     assert!(matches!(t.seek_ge(&mut s, 0), Err(Error::Corrupt(_))));
 }
+
+#[test]
+fn property_three_record_nodes() {
+    property(1024, 3, 20_000, 0x5EED_0007);
+}
