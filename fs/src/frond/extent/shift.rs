@@ -49,10 +49,14 @@ impl FsState {
         }
         self.cow_cancel(ino, fb, MAX_FILE_BLOCKS - fb)?;
         self.punch_data(ino, fb, count)?;
+        // Extents move left one by one, in ascending order; `cursor` is past the last one
+        // moved (in its old position), so each moves once.
+        let mut cursor = fb + count;
         loop {
-            let next = self.dmap(ino)?.range(fb + count..).next().map(|(&s, e)| (s, *e));
+            let next = self.dmap(ino)?.range(cursor..).next().map(|(&s, e)| (s, *e));
             let Some((s, e)) = next else { break };
             self.move_extent(ino, s, s - count, e)?;
+            cursor = s + e.len;
         }
         self.op(0, 2, Pool::Reserve, |st| {
             let i = st.inode(ino)?;

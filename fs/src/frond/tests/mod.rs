@@ -6,6 +6,7 @@ use crate::block::{BlockDevice, RamDisk};
 use crate::frond::{mkfs, Frond, MkfsOptions};
 use crate::platform::{Platform, StdPlatform};
 
+mod extent_model;
 mod namespace;
 
 /// A fresh filesystem on a RamDisk of `bytes` with blocks of `bs` and `opts` otherwise.
