@@ -264,7 +264,13 @@ impl FsState {
         debug_assert!(min >= 1 && min <= max);
         let max = max.min(MAX_ALLOC);
         let min = min.min(max);
+        // A refill is consistent on its own: if nothing else changed yet in this operation,
+        // failing to find space afterwards is a clean ENOSPC.
+        let clean = self.changes == self.op_base;
         self.fix_freelist()?;
+        if clean {
+            self.op_base = self.changes;
+        }
         let goal = goal.clamp(self.sb.data_start, self.sb.block_count - 1);
         let Some((a, n, es, el)) = self.find_free(goal, min, max)? else {
             return Err(Errno::ENOSPC.into());

@@ -37,7 +37,8 @@ pub struct MkfsOptions {
     pub block_size: u32,
     /// Filesystem size in bytes (default: the whole device).
     pub size: Option<u64>,
-    /// Log length in blocks (default: 1/64 of the filesystem, 64 .. 16 MiB worth of blocks).
+    /// Log length in blocks (default: 1/32 of the filesystem, at least 256 blocks, at most
+    /// 16 MiB worth, and never more than a quarter of the filesystem).
     pub log_blocks: Option<u64>,
     /// Most links per inode (default 65000).
     pub link_max: u32,
@@ -77,7 +78,10 @@ pub fn geometry(opts: &MkfsOptions, device_bytes: u64) -> Result<Superblock> {
     let block_count = size >> block_log;
     let log_blocks = match opts.log_blocks {
         Some(l) => l,
-        None => (block_count / 64).clamp(64, ((16u64 << 20) >> block_log).max(64)),
+        None => (block_count / 32)
+            .clamp(256, ((16u64 << 20) >> block_log).max(256))
+            .min(block_count / 4)
+            .max(MIN_LOG_BLOCKS),
     };
     if !(MIN_LOG_BLOCKS..=MAX_LOG_BLOCKS).contains(&log_blocks) {
         return Err(Errno::EINVAL);

@@ -80,6 +80,9 @@ pub struct FsState {
     pub resblks: u64,
     /// Bumped by every metadata change (detects "failed after changing something").
     pub changes: u64,
+    /// `changes` at the start of the running operation, moved forward over self-contained
+    /// changes (a free-list refill) that leave the metadata consistent on their own.
+    pub op_base: u64,
     /// Set when an operation failed half-way: everything after fails with `EIO`.
     pub shutdown: Option<String>,
     /// In-core inodes.
@@ -109,6 +112,7 @@ impl FsState {
             delalloc_reserved: 0,
             resblks: (data / 20).min(8192),
             changes: 0,
+            op_base: 0,
             shutdown: None,
             inodes: BTreeMap::new(),
             dirty_inodes: BTreeSet::new(),
@@ -178,7 +182,7 @@ impl FsState {
                 return Err(Errno::ENOSPC.into());
             }
         }
-        let before = self.changes;
+        self.op_base = self.changes;
         match f(self) {
             Ok(v) => {
                 self.encode_changes()?;
@@ -191,7 +195,7 @@ impl FsState {
                 if let Error::Corrupt(c) = &e {
                     self.last_corruption = Some(c.0.clone());
                 }
-                if self.changes != before {
+                if self.changes != self.op_base {
                     self.shut_down(&e);
                 }
                 Err(e)
@@ -210,9 +214,11 @@ impl FsState {
     }
 
     fn ensure_log(&mut self, est: usize) -> FResult<()> {
-        let est = est.min(self.journal.max_images() / 2);
+        let half = self.journal.max_images() / 2;
+        let est = est.min(half);
         let running = self.cache.running_count();
-        if self.journal.tx_blocks(running + est) > self.journal.free_blocks() {
+        // Every operation starts with room for at least half the largest transaction.
+        if running + est > half || self.journal.tx_blocks(running + est) > self.journal.free_blocks() {
             self.commit()?;
         }
         if self.journal.tx_blocks(est) > self.journal.free_blocks() {

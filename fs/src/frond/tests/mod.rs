@@ -6,6 +6,7 @@ use crate::block::{BlockDevice, RamDisk};
 use crate::frond::{mkfs, Frond, MkfsOptions};
 use crate::platform::{Platform, StdPlatform};
 
+mod allocator;
 mod extent_model;
 mod namespace;
 
