@@ -136,7 +136,7 @@ fn learn_data(fs: &Frond, ino: u64, m: &mut Model, f: usize, fb: u64, n: u64, ct
 }
 
 fn run(bs: u32, seed: u64, ops: usize) {
-    let bytes = (8u64 << 20).max(2600 * bs as u64);
+    let bytes = (8u64 << 20).max(1500 * bs as u64);
     let (disk, fs) = fresh_with(bs, bytes, MkfsOptions { node_cap: 6, ..Default::default() });
     let root = fs.root_ino();
     const NF: usize = 3;
@@ -418,7 +418,7 @@ fn extent_ops_match_the_model_4k() {
 
 #[test]
 fn extent_ops_match_the_model_64k() {
-    run(65536, 0xE47_0003, 600);
+    run(65536, 0xE47_0003, 300);
 }
 
 #[test]
