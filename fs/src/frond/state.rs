@@ -186,9 +186,6 @@ impl FsState {
         match f(self) {
             Ok(v) => {
                 self.encode_changes()?;
-                if self.cache.running_count() > self.journal.max_images() / 2 {
-                    self.commit()?;
-                }
                 Ok(v)
             }
             Err(e) => {
@@ -206,7 +203,7 @@ impl FsState {
     /// Inside a long operation, at a point where the metadata is consistent: commits the
     /// running transaction if it has grown large (a rolling transaction).
     pub fn roll_if_large(&mut self) -> FResult<()> {
-        if self.cache.running_count() > self.journal.max_images() / 2 {
+        if self.cache.running_count() > self.journal.max_images() * 3 / 4 {
             self.encode_changes()?;
             self.commit()?;
         }
@@ -214,11 +211,12 @@ impl FsState {
     }
 
     fn ensure_log(&mut self, est: usize) -> FResult<()> {
-        let half = self.journal.max_images() / 2;
-        let est = est.min(half);
+        let max = self.journal.max_images();
+        let est = est.min(max / 2);
         let running = self.cache.running_count();
-        // Every operation starts with room for at least half the largest transaction.
-        if running + est > half || self.journal.tx_blocks(running + est) > self.journal.free_blocks() {
+        // Commit only when the running transaction could not take this operation's worst case:
+        // operations stay together in one transaction (atomic together) as long as they fit.
+        if running + est > max || self.journal.tx_blocks(running + est) > self.journal.free_blocks() {
             self.commit()?;
         }
         if self.journal.tx_blocks(est) > self.journal.free_blocks() {

@@ -7,6 +7,7 @@ use crate::frond::{mkfs, Frond, MkfsOptions};
 use crate::platform::{Platform, StdPlatform};
 
 mod allocator;
+mod crash;
 mod extent_model;
 mod namespace;
 
