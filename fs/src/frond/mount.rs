@@ -2,9 +2,11 @@
 //!
 //! Owns the metadata lock (a `spin::Mutex<FsState>`) and the mount sequence: find a valid
 //! superblock (the primary, else the backup at block 1), replay the journal, validate the root
-//! block and the root directory, and free COW staging extents a crash left behind. A corrupt
-//! or hostile image is refused with a [`MountError`] naming the reason. Unmount cancels
-//! in-core COW staging, checkpoints (the log is left clean) and flushes.
+//! block, every tree root and the root directory, and free COW staging extents a crash left
+//! behind. A corrupt or hostile image is refused with a [`MountError`] naming the reason;
+//! corruption deeper in a tree is found when first read and fails that operation with
+//! `EUCLEAN` (shutting the filesystem down if the operation had changed anything). Unmount
+//! cancels in-core COW staging, checkpoints (the log is left clean) and flushes.
 //!
 //! Lock order: `Frond::state` first; everything else (buffer locks, device) below it.
 //!
@@ -185,6 +187,13 @@ impl Frond {
             }
             Err(e) => return Err(e.into()),
         }
+        // Cheap sanity checks of every filesystem-wide tree root and the root directory's
+        // tree: a corrupt root is refused now rather than found by the first operation.
+        for t in [st.bno(), st.cnt(), st.refc(), st.inobt()] {
+            t.height(&mut st)?;
+        }
+        let rdt = st.dir_tree(rd)?;
+        rdt.height(&mut st)?;
         let leftovers = st.cow_records()?.len();
         if leftovers > 0 {
             let blocks = st.refcount_blocks(leftovers as u64 * 2)? + 16;

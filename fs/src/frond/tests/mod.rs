@@ -9,6 +9,7 @@ use crate::platform::{Platform, StdPlatform};
 mod allocator;
 mod crash;
 mod extent_model;
+mod hostile;
 mod namespace;
 
 /// A fresh filesystem on a RamDisk of `bytes` with blocks of `bs` and `opts` otherwise.
