@@ -30,7 +30,7 @@ use spin::Mutex;
 use super::format::{Corrupt, Error, FResult};
 use super::io::MetaIo;
 use super::journal::replay;
-use super::state::{FsState, Pool};
+use super::state::{FsState, Pool, SET_ASIDE};
 use super::superblock::{RootBlock, Superblock, SB_BACKUP, SB_PRIMARY};
 use crate::block::BlockDevice;
 use crate::platform::Platform;
@@ -199,7 +199,7 @@ impl Frond {
             let blocks = st.refcount_blocks(leftovers as u64 * 2)? + 16;
             let freed = st.op(0, blocks as usize + 16, Pool::Reserve, |st| st.recover_cow_leftovers())?;
             log::info!("frond: freed {freed} leftover COW staging blocks");
-            st.commit()?;
+            st.checkpoint()?;
         }
         Ok(Self { state: Mutex::new(st) })
     }
@@ -229,7 +229,10 @@ impl Frond {
     /// Filesystem statistics.
     pub fn statfs(&self) -> Result<StatFs> {
         self.with(|st| {
-            let free = st.available(Pool::Normal);
+            // Busy blocks are free, just not reusable until the next commit: count them.
+            let busy = st.busy_commit.total() + st.busy_ckpt.total();
+            let free = st.available(Pool::Normal)
+                + busy.min(st.root.free_blocks.saturating_sub(SET_ASIDE + st.resblks + st.delalloc_reserved));
             Ok(StatFs {
                 block_size: st.bs() as u32,
                 blocks: st.sb.block_count - st.sb.data_start,

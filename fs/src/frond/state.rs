@@ -46,6 +46,9 @@ use crate::Errno;
 /// growth draw on them), like XFS's `m_alloc_set_aside`.
 pub const SET_ASIDE: u64 = FREELIST_CAP as u64;
 
+/// In-core inodes kept before clean ones are evicted.
+pub const INODE_CACHE: usize = 4096;
+
 /// How an operation reserves space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Pool {
@@ -186,6 +189,9 @@ impl FsState {
         match f(self) {
             Ok(v) => {
                 self.encode_changes()?;
+                if self.inodes.len() > INODE_CACHE {
+                    self.evict_inodes();
+                }
                 Ok(v)
             }
             Err(e) => {
@@ -198,6 +204,19 @@ impl FsState {
                 Err(e)
             }
         }
+    }
+
+    /// Drops in-core inodes that hold nothing the disk does not: encoded, no delayed
+    /// allocation, no COW staging, in-core size equal to the on-disk size.
+    pub fn evict_inodes(&mut self) {
+        use super::extent::record::ExtState;
+        let dirty = &self.dirty_inodes;
+        self.inodes.retain(|ino, i| {
+            dirty.contains(ino)
+                || !i.cow.is_empty()
+                || i.size != i.disk_size
+                || i.dmap.as_ref().is_some_and(|m| m.values().any(|e| e.state == ExtState::Delalloc))
+        });
     }
 
     /// Inside a long operation, at a point where the metadata is consistent: commits the

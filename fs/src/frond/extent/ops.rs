@@ -23,6 +23,8 @@ pub enum MapKind {
     Mapped,
     /// Allocated, reads as zeros until converted.
     Unwritten,
+    /// The data lives in the inode (inline data); only block 0 of such a file maps.
+    Inline,
 }
 
 /// One mapping answer: `len` blocks from `file_block` map to `disk_block..` as `kind`.
@@ -85,6 +87,17 @@ impl FsState {
     /// answer is cut where the reference count changes between 1 and more.
     pub fn map(&mut self, ino: u64, fb: u64, count: u64, fork: Fork) -> FResult<Mapping> {
         check_range(fb, count)?;
+        let (format, seq) = {
+            let i = self.inode(ino)?;
+            (i.format, i.seq)
+        };
+        if format == Format::Inline {
+            let (kind, len) = match (fork, fb) {
+                (Fork::Data, 0) => (MapKind::Inline, 1),
+                _ => (MapKind::Hole, (MAX_FILE_BLOCKS - fb).min(count)),
+            };
+            return Ok(Mapping { kind, file_block: fb, len, disk_block: 0, shared: false, seq });
+        }
         let map = self.fork_map(ino, fork)?;
         let hit = lookup(map, fb);
         let next = next_start(map, fb);

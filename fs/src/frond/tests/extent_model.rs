@@ -117,7 +117,7 @@ fn learn_data(fs: &Frond, ino: u64, m: &mut Model, f: usize, fb: u64, n: u64, ct
                 MapKind::Mapped => Some(B::Written(mp.disk_block + i)),
                 MapKind::Unwritten => Some(B::Unwritten(mp.disk_block + i)),
                 MapKind::Delalloc => Some(B::Delalloc),
-                MapKind::Hole => None,
+                MapKind::Hole | MapKind::Inline => None,
             };
             if new != cur {
                 let d = Model::disk(new.as_ref().unwrap()).expect("allocation produced a real block");

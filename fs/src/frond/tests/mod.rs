@@ -8,6 +8,7 @@ use crate::platform::{Platform, StdPlatform};
 
 mod allocator;
 mod crash;
+mod extent_directed;
 mod extent_model;
 mod hostile;
 mod namespace;
