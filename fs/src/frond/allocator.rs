@@ -112,16 +112,31 @@ impl FsState {
         r
     }
 
+    /// Validates a free extent read from a tree.
+    fn free_rec(&mut self, s: u64, l: u64) -> FResult<(u64, u64)> {
+        if l == 0 || s < self.sb.data_start || s.checked_add(l).is_none_or(|e| e > self.sb.block_count) {
+            let c = frond_corrupt!("free-space record {s}+{l} outside the data area");
+            return Err(self.corrupt(c));
+        }
+        Ok((s, l))
+    }
+
     /// The free extent containing or preceding `blk`: (start, length).
     fn free_le(&mut self, blk: u64) -> FResult<Option<(u64, u64)>> {
         let t = self.bno();
-        Ok(t.seek_le(self, blk as u128)?.map(|(k, v)| (k as u64, get64(&v, 0))))
+        match t.seek_le(self, blk as u128)? {
+            Some((k, v)) => Ok(Some(self.free_rec(k as u64, get64(&v, 0))?)),
+            None => Ok(None),
+        }
     }
 
     /// The first free extent starting at or after `blk`.
     fn free_ge(&mut self, blk: u64) -> FResult<Option<(u64, u64)>> {
         let t = self.bno();
-        Ok(t.seek_ge(self, blk as u128)?.map(|(k, v)| (k as u64, get64(&v, 0))))
+        match t.seek_ge(self, blk as u128)? {
+            Some((k, v)) => Ok(Some(self.free_rec(k as u64, get64(&v, 0))?)),
+            None => Ok(None),
+        }
     }
 
     fn busy(&self) -> ExtentSet {
@@ -196,6 +211,7 @@ impl FsState {
                 Ok(batch.len() < 32)
             })?;
             for &(l, s) in &batch {
+                self.free_rec(s, l)?;
                 if let Some((a, n)) = gap(s, l) {
                     if n >= max {
                         return Ok(Some((a, max, s, l)));
@@ -216,6 +232,7 @@ impl FsState {
             if l < min {
                 break;
             }
+            self.free_rec(s, l)?;
             if let Some((a, n)) = gap(s, l) {
                 if n >= min {
                     return Ok(Some((a, n.min(max), s, l)));
@@ -244,7 +261,9 @@ impl FsState {
         if to_freelist {
             self.root.freelist.extend(a..a + n);
         } else {
-            self.root.free_blocks -= n;
+            self.root.free_blocks = self.root.free_blocks.checked_sub(n).ok_or_else(|| {
+                frond_corrupt!("free-block count {} below an allocation of {n}", self.root.free_blocks)
+            })?;
         }
         self.touch_root();
         if a > es {
@@ -285,7 +304,7 @@ impl FsState {
     pub fn free_extent(&mut self, start: u64, len: u64, metadata: bool) -> FResult<()> {
         self.fix_freelist()?;
         self.free_raw(start, len)?;
-        self.root.free_blocks += len;
+        self.root.free_blocks = self.root.free_blocks.saturating_add(len);
         self.touch_root();
         if metadata {
             self.busy_ckpt.insert(start, len);

@@ -177,7 +177,7 @@ impl FsState {
         self.set_dir_root(dir, t)?;
         r?;
         let d = self.inode(dir)?;
-        d.nrecs += 1;
+        d.nrecs = d.nrecs.saturating_add(1);
         d.size = d.nrecs;
         d.disk_size = d.nrecs;
         self.mark_inode_dirty(dir);

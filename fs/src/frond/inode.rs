@@ -464,8 +464,8 @@ impl FsState {
         }
         let ino = chunk * ipb + slot;
         let t = now(self);
-        self.root.inodes += 1;
-        self.root.next_gen += 1;
+        self.root.inodes = self.root.inodes.saturating_add(1);
+        self.root.next_gen = self.root.next_gen.wrapping_add(1);
         self.touch_root();
         let format = if mode & S_IFMT == S_IFDIR { Format::Btree } else { Format::Extents };
         let inode = Inode {

@@ -80,13 +80,13 @@ impl MetaIo {
 
     /// Reads `buf.len() / block_size` blocks starting at `blkno`.
     pub fn read_blocks(&self, blkno: u64, buf: &mut [u8]) -> Result<()> {
-        let off = blkno.checked_shl(self.block_log).ok_or(Errno::EINVAL)?;
+        let off = blkno.checked_mul(1 << self.block_log).ok_or(Errno::EINVAL)?;
         read_at(&*self.dev, &self.platform, off, buf)
     }
 
     /// Writes one or more whole blocks at `blkno` and waits.
     pub fn write_block(&self, blkno: u64, data: &[u8], flags: BioFlags) -> Result<()> {
-        let off = blkno.checked_shl(self.block_log).ok_or(Errno::EINVAL)?;
+        let off = blkno.checked_mul(1 << self.block_log).ok_or(Errno::EINVAL)?;
         write_at(&*self.dev, &self.platform, off, data, flags | BioFlags::META)
     }
 

@@ -228,18 +228,26 @@ impl FsState {
     /// Whether `dir` is `anc` or lies below it.
     fn is_under(&mut self, mut dir: u64, anc: u64) -> FResult<bool> {
         let root = self.root.root_dir;
-        for _ in 0..=self.root.inodes {
+        let mut seen = alloc::collections::BTreeSet::new();
+        loop {
             if dir == anc {
                 return Ok(true);
             }
             if dir == root {
                 return Ok(false);
             }
+            if !seen.insert(dir) {
+                return Err(self.corrupt(crate::frond_corrupt!("directory parent chain loops at {dir}")));
+            }
             let p = self.inode(dir)?.parent;
             self.entry_inode(dir, p)?;
+            if !self.inode(p)?.is_dir() {
+                return Err(
+                    self.corrupt(crate::frond_corrupt!("directory {dir} has non-directory parent {p}"))
+                );
+            }
             dir = p;
         }
-        Err(self.corrupt(crate::frond_corrupt!("directory parent chain from {dir} does not reach the root")))
     }
 
     fn rename(&mut self, odir: u64, oname: &[u8], ndir: u64, nname: &[u8]) -> FResult<()> {

@@ -72,22 +72,33 @@ impl FsState {
         r
     }
 
+    /// Validates a record read from the tree: (start, length, count).
+    fn refc_rec(&mut self, key: u64, v: &[u8]) -> FResult<(u64, u64, u32)> {
+        let (l, c) = decode(v);
+        let s = key & !COW_DOMAIN;
+        if l == 0 || s < self.sb.data_start || s.checked_add(l).is_none_or(|e| e > self.sb.block_count) {
+            let c = frond_corrupt!("refcount record {s}+{l} outside the data area");
+            return Err(self.corrupt(c));
+        }
+        Ok((s, l, c))
+    }
+
     /// The shared-domain record at or before `blk`: (start, length, count).
     fn refc_le(&mut self, blk: u64) -> FResult<Option<(u64, u64, u32)>> {
         let t = self.refc();
-        Ok(t.seek_le(self, blk as u128)?.filter(|(k, _)| (*k as u64) < COW_DOMAIN).map(|(k, v)| {
-            let (l, c) = decode(&v);
-            (k as u64, l, c)
-        }))
+        match t.seek_le(self, blk as u128)? {
+            Some((k, v)) if (k as u64) < COW_DOMAIN => Ok(Some(self.refc_rec(k as u64, &v)?)),
+            _ => Ok(None),
+        }
     }
 
     /// The first shared-domain record at or after `blk`.
     fn refc_ge(&mut self, blk: u64) -> FResult<Option<(u64, u64, u32)>> {
         let t = self.refc();
-        Ok(t.seek_ge(self, blk as u128)?.filter(|(k, _)| (*k as u64) < COW_DOMAIN).map(|(k, v)| {
-            let (l, c) = decode(&v);
-            (k as u64, l, c)
-        }))
+        match t.seek_ge(self, blk as u128)? {
+            Some((k, v)) if (k as u64) < COW_DOMAIN => Ok(Some(self.refc_rec(k as u64, &v)?)),
+            _ => Ok(None),
+        }
     }
 
     /// The reference count of mapped block `blk` and how many of the next `len` blocks
@@ -182,7 +193,10 @@ impl FsState {
             let t = self.refc();
             let rec = t.seek_le(self, (pos | COW_DOMAIN) as u128)?;
             let (s, l) = match rec {
-                Some((k, v)) if (k as u64) & COW_DOMAIN != 0 => ((k as u64) & !COW_DOMAIN, decode(&v).0),
+                Some((k, v)) if (k as u64) & COW_DOMAIN != 0 => {
+                    let (s, l, _) = self.refc_rec(k as u64, &v)?;
+                    (s, l)
+                }
                 _ => return Err(frond_corrupt!("COW staging block {pos} has no staging record").into()),
             };
             if s + l <= pos {
@@ -203,12 +217,17 @@ impl FsState {
 
     /// Every COW staging record: (start, length).
     pub fn cow_records(&mut self) -> FResult<Vec<(u64, u64)>> {
-        let mut out = Vec::new();
+        let mut raw = Vec::new();
         let t = self.refc();
         t.walk(self, COW_DOMAIN as u128, &mut |k, v| {
-            out.push(((k as u64) & !COW_DOMAIN, decode(v).0));
+            raw.push((k as u64, v.to_vec()));
             Ok(true)
         })?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (k, v) in raw {
+            let (s, l, _) = self.refc_rec(k, &v)?;
+            out.push((s, l));
+        }
         Ok(out)
     }
 
