@@ -18,6 +18,7 @@
 //! 96  format u8 (0 extents inline, 1 B+tree, 2 inline data)
 //! 104 root u64 (B+tree format: the extent map / directory tree root)
 //! 112 nrecs u64 (extent records, or directory entries)
+//! 120 next_orphan u64 (next inode on the orphan list, 0 = end)
 //! 128 literal area, 384 bytes: up to 16 inline extent records, or inline data
 //! ```
 //!
@@ -93,6 +94,7 @@ const I_PARENT: usize = 88;
 const I_FORMAT: usize = 96;
 const I_ROOT: usize = 104;
 const I_NRECS: usize = 112;
+const I_NEXT_ORPHAN: usize = 120;
 const I_LITERAL: usize = 128;
 
 /// How the data fork is stored.
@@ -145,6 +147,8 @@ pub struct Inode {
     pub root: u64,
     /// Extent records (extent forms) or directory entries.
     pub nrecs: u64,
+    /// Next inode on the orphan list (0 = last or not listed).
+    pub next_orphan: u64,
     /// The literal area as on disk.
     pub literal: Vec<u8>,
     /// The data fork's in-core extent map, loaded on first use.
@@ -190,6 +194,7 @@ impl Inode {
         };
         put64(b, I_ROOT, self.root);
         put64(b, I_NRECS, self.nrecs);
+        put64(b, I_NEXT_ORPHAN, self.next_orphan);
         b[I_LITERAL..I_LITERAL + LITERAL_SIZE].copy_from_slice(&self.literal);
         seal_inode(b);
     }
@@ -260,6 +265,7 @@ impl Inode {
             format,
             root,
             nrecs,
+            next_orphan: get64(b, I_NEXT_ORPHAN),
             literal: b[I_LITERAL..I_LITERAL + LITERAL_SIZE].to_vec(),
             dmap: None,
             cow: ExtMap::new(),
@@ -487,6 +493,7 @@ impl FsState {
             format,
             root: 0,
             nrecs: 0,
+            next_orphan: 0,
             literal: alloc::vec![0; LITERAL_SIZE],
             dmap: Some(ExtMap::new()),
             cow: ExtMap::new(),

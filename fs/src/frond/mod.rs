@@ -47,6 +47,7 @@ pub mod journal;
 pub mod mkfs;
 pub mod mount;
 pub mod namespace;
+pub mod orphan;
 pub mod refcount;
 pub mod state;
 pub mod superblock;

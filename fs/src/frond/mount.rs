@@ -194,6 +194,12 @@ impl Frond {
         }
         let rdt = st.dir_tree(rd)?;
         rdt.height(&mut st)?;
+        let orphans = st.orphans()?.len();
+        if orphans > 0 {
+            let n = st.recover_orphans()?;
+            log::info!("frond: finished freeing {n} orphan inodes");
+            st.checkpoint()?;
+        }
         let leftovers = st.cow_records()?.len();
         if leftovers > 0 {
             let blocks = st.refcount_blocks(leftovers as u64 * 2)? + 16;

@@ -3,9 +3,10 @@
 //!
 //! Each operation checks everything first (names, types, existence, link limits, emptiness,
 //! rename loops) and only then changes metadata, inside one reservation sized for its worst
-//! case, so a failure never leaves a half-done change. An inode whose last link goes is freed
-//! with its blocks right away (deviation: there are no open-file references at this level yet;
-//! the file API will keep unlinked-but-open inodes on an orphan list).
+//! case, so a failure never leaves a half-done change. An inode whose last link goes joins the
+//! orphan list in that transaction and is then freed with its blocks (possibly over several
+//! transactions; a crash in between is finished at mount). There are no open-file references
+//! at this level yet: the file API will keep unlinked-but-open inodes on the orphan list.
 //!
 //! # Linux <-> here
 //!
@@ -155,8 +156,9 @@ impl FsState {
         })
     }
 
-    /// Frees an inode whose last link went: its blocks, its directory tree, the inode.
-    fn release_inode(&mut self, ino: u64) -> FResult<()> {
+    /// Frees an orphan inode (last link gone, on the orphan list): its blocks, its directory
+    /// tree, then the inode, which leaves the orphan list in the same transaction.
+    pub fn release_inode(&mut self, ino: u64) -> FResult<()> {
         let (is_dir, format) = {
             let i = self.inode(ino)?;
             (i.is_dir(), i.format)
@@ -169,6 +171,7 @@ impl FsState {
                 let mut t = st.dir_tree(ino)?;
                 t.destroy(st)?;
             }
+            st.orphan_remove(ino)?;
             st.ifree(ino)
         })
     }
@@ -182,6 +185,9 @@ impl FsState {
             i.ctime = t;
             let gone = i.nlink == 0;
             st.mark_inode_dirty(ino);
+            if gone {
+                st.orphan_add(ino)?;
+            }
             Ok(gone)
         })?;
         if gone {

@@ -235,8 +235,9 @@ const RT_INODES: usize = 64;
 const RT_NEXT_GEN: usize = 72;
 const RT_FL_COUNT: usize = 80;
 const RT_FREELIST: usize = 88;
+const RT_ORPHANS: usize = RT_FREELIST + 8 * FREELIST_CAP;
 /// Bytes of the root block that carry fields.
-pub const RT_USED: usize = RT_FREELIST + 8 * FREELIST_CAP;
+pub const RT_USED: usize = RT_ORPHANS + 8;
 
 /// The changing filesystem-wide state (one journaled block).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -259,6 +260,9 @@ pub struct RootBlock {
     pub next_gen: u64,
     /// Blocks set aside for free-space tree growth (Linux: the AGFL).
     pub freelist: Vec<u64>,
+    /// First inode of the orphan list (unlinked inodes whose blocks are still being freed), 0
+    /// when empty.
+    pub orphans: u64,
 }
 
 impl RootBlock {
@@ -279,6 +283,7 @@ impl RootBlock {
         for (i, &blk) in self.freelist.iter().enumerate() {
             put64(b, RT_FREELIST + 8 * i, blk);
         }
+        put64(b, RT_ORPHANS, self.orphans);
         seal(b);
     }
 
@@ -319,6 +324,7 @@ impl RootBlock {
             inodes: get64(b, RT_INODES),
             next_gen: get64(b, RT_NEXT_GEN),
             freelist,
+            orphans: get64(b, RT_ORPHANS),
         })
     }
 }
@@ -430,6 +436,7 @@ mod tests {
             inodes: 1,
             next_gen: 9,
             freelist: alloc::vec![110, 111, 112],
+            orphans: 0,
         };
         let mut b = alloc::vec![0u8; 1024];
         rb.encode_into(&mut b, sb.root_block);

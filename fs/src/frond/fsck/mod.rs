@@ -150,7 +150,8 @@ pub fn fsck(dev: Arc<dyn BlockDevice>, platform: Arc<dyn Platform>) -> Result<Fs
         }
     };
     let journal = Journal::new_empty(sb.log_blocks, sb.block_size(), 0, 1);
-    let mut c = Checker { st: FsState::new(io, sb, journal, root), r, u: Usage::default() };
+    let mut c =
+        Checker { st: FsState::new(io, sb, journal, root), r, u: Usage::default(), orphans: BTreeSet::new() };
     c.run();
     Ok(c.r)
 }
@@ -159,6 +160,7 @@ struct Checker {
     st: FsState,
     r: FsckReport,
     u: Usage,
+    orphans: BTreeSet<u64>,
 }
 
 impl Checker {
@@ -188,6 +190,28 @@ impl Checker {
         let (lo, hi) = (self.st.sb.data_start, self.st.sb.block_count);
         let free_count = self.free_space(lo, hi);
         let allocated = self.inodes(lo, hi);
+        match self.st.orphans() {
+            Ok(list) => {
+                for &ino in &list {
+                    if self.st.inode(ino).is_ok_and(|i| i.nlink != 0) {
+                        self.problem(Problem::Inode {
+                            ino,
+                            detail: String::from("on the orphan list but still linked"),
+                        });
+                    }
+                }
+                self.orphans = list.into_iter().collect();
+            }
+            Err(e) => self.problem(Problem::RootBlock(alloc::format!("orphan list: {}", detail(e)))),
+        }
+        for &ino in &allocated {
+            if self.st.inode(ino).is_ok_and(|i| i.nlink == 0) && !self.orphans.contains(&ino) {
+                self.problem(Problem::Inode {
+                    ino,
+                    detail: String::from("allocated with link count 0 but not on the orphan list"),
+                });
+            }
+        }
         self.refcounts(lo, hi);
         let mut u = core::mem::take(&mut self.u);
         for p in sweep(&mut u, lo, hi) {
@@ -317,9 +341,6 @@ impl Checker {
             (i.is_dir(), i.format, i.nblocks, i.nrecs, i.size, i.flags);
         if flags & FLAG_REFLINK != 0 {
             self.u.reflink.insert(ino);
-        }
-        if i.nlink == 0 {
-            self.problem(Problem::Inode { ino, detail: String::from("allocated with link count 0") });
         }
         if is_dir {
             let t = match self.st.dir_tree(ino) {
@@ -469,6 +490,9 @@ impl Checker {
         for &ino in allocated {
             let Ok(i) = self.st.inode(ino) else { continue };
             let recorded = i.nlink;
+            if self.orphans.contains(&ino) {
+                continue;
+            }
             match links.get(&ino) {
                 None => self.problem(Problem::Unreachable { ino }),
                 Some(&actual) if actual != recorded => {

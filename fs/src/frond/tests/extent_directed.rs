@@ -139,3 +139,38 @@ fn in_core_inodes_are_evicted_and_reloaded() {
     assert_eq!(fs.stat(d).unwrap().size, n as u64);
     assert_clean(&fs);
 }
+
+#[test]
+fn an_orphan_left_by_a_crash_is_freed_at_mount() {
+    use crate::frond::state::Pool;
+    let (disk, fs) = fresh(1024, 8 << 20);
+    let root = fs.root_ino();
+    let f = fs.create(root, b"big", S_IFREG, 0, 0).unwrap();
+    for i in 0..30u64 {
+        fs.allocate(f, i * 3, 2, false, Fork::Data).unwrap();
+    }
+    fs.checkpoint().unwrap();
+    let free_before = fs.statfs().unwrap().free;
+    // The unlink transaction commits, the freeing does not: as if the system crashed between.
+    fs.state
+        .lock()
+        .op(0, 16, Pool::Reserve, |st| {
+            let (k, _, _) = st.dir_lookup(root, b"big")?.unwrap();
+            st.dir_remove(root, k)?;
+            st.inode(f)?.nlink = 0;
+            st.mark_inode_dirty(f);
+            st.orphan_add(f)
+        })
+        .unwrap();
+    fs.sync().unwrap();
+    let crashed = Arc::new(RamDisk::from_image(disk.snapshot(), 512));
+    let r = crate::frond::fsck(crashed.clone(), platform()).unwrap();
+    assert!(matches!(r.problems[..], [crate::frond::Problem::JournalDirty { .. }]), "{}", problems(&r));
+    let fs2 = Frond::mount(crashed.clone(), platform()).unwrap();
+    assert_eq!(fs2.stat(f), Err(Errno::ESTALE));
+    // The 60 data blocks and the extent tree's nodes are free again.
+    assert!(fs2.statfs().unwrap().free >= free_before + 60);
+    assert_clean(&fs2);
+    fs2.unmount().unwrap();
+    assert_image_clean(&crashed);
+}
