@@ -11,6 +11,8 @@
 //! written, the staging record goes. On an I/O error [`FsState::cow_cancel`] frees the staging
 //! blocks and leaves the data fork untouched.
 //!
+//! Lock order: runs under the metadata lock.
+//!
 //! # Linux <-> here
 //!
 //! | Linux (XFS) | here |

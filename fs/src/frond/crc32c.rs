@@ -4,6 +4,8 @@
 //! and final xor 0xFFFFFFFF), the same function Linux exposes as `crc32c()` and that XFS, ext4
 //! and btrfs use for metadata. No locks.
 //!
+//! Lock order: no locks (pure functions and plain values).
+//!
 //! # Linux <-> here
 //!
 //! | Linux | here |

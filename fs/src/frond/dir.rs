@@ -14,6 +14,8 @@
 //! value (272 bytes): ino u64 | ftype u8 | name_len u8 | name [255] | 7 bytes zero
 //! ```
 //!
+//! Lock order: runs under the metadata lock.
+//!
 //! # Linux <-> here
 //!
 //! | Linux (XFS dir2) | here | deviation |

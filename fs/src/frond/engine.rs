@@ -6,6 +6,9 @@
 //! [`Frond::cow_cancel`] and [`Frond::set_disk_size`]. [`Frond::fsync`] makes every metadata
 //! change durable.
 //!
+//! Lock order: every call takes the metadata lock for its whole duration, including any metadata
+//! I/O (device completions never take it).
+//!
 //! # Linux <-> here
 //!
 //! | Linux (XFS iomap ops) | here |

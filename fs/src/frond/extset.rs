@@ -1,6 +1,13 @@
 //! A set of block ranges kept merged: the busy lists, and bookkeeping in fsck and tests.
 //!
 //! Owns nothing on disk and takes no locks.
+//!
+//! # Linux <-> here
+//!
+//! | Linux | here |
+//! |---|---|
+//! | the busy-extent rbtree (`xfs_extent_busy`) | [`ExtentSet`] (a merged `BTreeMap`) |
+//! | `xfs_bitmap` in repair | [`ExtentSet`] |
 
 use alloc::collections::BTreeMap;
 

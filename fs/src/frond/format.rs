@@ -11,6 +11,8 @@
 //!
 //! All integers are little-endian. Owns no state and takes no locks.
 //!
+//! Lock order: no locks (pure functions and plain values).
+//!
 //! # Linux <-> here
 //!
 //! | Linux (XFS) | here |

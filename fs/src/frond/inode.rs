@@ -25,6 +25,8 @@
 //! The in-core inode ([`Inode`]) is loaded on first use and kept under the metadata lock;
 //! changes are encoded into the chunk buffer at the end of each operation.
 //!
+//! Lock order: runs under the metadata lock; an inode chunk's buffer lock is taken briefly to encode or decode a slot.
+//!
 //! # Linux <-> here
 //!
 //! | Linux (XFS) | here |

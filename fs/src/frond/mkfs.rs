@@ -7,6 +7,8 @@
 //! checkpoints them home, and writes the superblocks last (FUA), so an interrupted mkfs leaves no
 //! valid superblock.
 //!
+//! Lock order: runs before the filesystem is mounted; no locks beyond the device's.
+//!
 //! # Linux <-> here
 //!
 //! | Linux (mkfs.xfs) | here |

@@ -8,6 +8,8 @@
 //! transactions; a crash in between is finished at mount). There are no open-file references
 //! at this level yet: the file API will keep unlinked-but-open inodes on the orphan list.
 //!
+//! Lock order: every call takes the metadata lock ([`Frond`]'s state) for its whole duration.
+//!
 //! # Linux <-> here
 //!
 //! | Linux (VFS + XFS) | here |

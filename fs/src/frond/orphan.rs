@@ -7,6 +7,8 @@
 //! off. Mount finishes freeing everything still listed. The file API will use the same list for
 //! unlinked inodes that are still open.
 //!
+//! Lock order: runs under the metadata lock.
+//!
 //! # Linux <-> here
 //!
 //! | Linux (XFS) | here |

@@ -11,6 +11,8 @@
 //! data fork) are recorded in a second key domain of the same tree (`start | COW_DOMAIN`, count
 //! 1), so that staging blocks left by a crash are found and freed at mount.
 //!
+//! Lock order: runs under the metadata lock.
+//!
 //! # Linux <-> here
 //!
 //! | Linux (XFS) | here |

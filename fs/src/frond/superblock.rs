@@ -6,6 +6,8 @@
 //! an ordinary journaled metadata block. Owns no locks: the decoded structures are plain values
 //! held by the mounted filesystem under its metadata lock.
 //!
+//! Lock order: no locks (pure functions and plain values).
+//!
 //! # Linux <-> here
 //!
 //! | Linux (XFS) | here |

@@ -1,5 +1,13 @@
 //! Full structural check of a tree, for fsck: every node verified, levels exact, keys within
 //! their parent's bounds, non-root nodes at least half full, no node reachable twice.
+//!
+//! Lock order: runs under the metadata lock (nodes come from the store).
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `xfs_btree_check_block` + scrub's btree walk (`xchk_btree`) | [`Tree::check`] |
 
 use alloc::collections::BTreeSet;
 

@@ -4,6 +4,17 @@
 //! delete of a missing key fails while descending, before any node is dirtied (the only change
 //! made on the way down, lowering the leftmost bound, happens only for a key smaller than every
 //! key in the tree, which cannot be a duplicate).
+//!
+//! Lock order: runs under the metadata lock; holds at most a parent and two children's buffer
+//! locks at once, only ever taken by the metadata lock holder.
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `xfs_btree_insrec` + `xfs_btree_split` | `Tree::insert` (split at half, rounded) |
+//! | `xfs_btree_delrec` (lshift / rshift / join) | `Tree::delete` (redistribute or merge) |
+//! | `xfs_btree_kill_root` / `xfs_btree_new_root` | root collapse / new root in `delete` / `insert` |
 
 use alloc::vec::Vec;
 

@@ -11,6 +11,16 @@
 //! 30 val_size  u16   leaf value size
 //! 32 records   leaf: nrecs x (key, value); interior: nrecs x (key, child u64)
 //! ```
+//!
+//! Lock order: pure functions over a node's bytes; callers hold the buffer's lock.
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `struct xfs_btree_block` (long form, CRC) | the 32-byte header above |
+//! | `xfs_btree_rec_addr` / `_key_addr` / `_ptr_addr` | [`Geo::key`] / [`Geo::val`] / [`Geo::child`] |
+//! | `xfs_btree_lblock_verify` | [`verify_node`] |
 
 use super::Spec;
 use crate::frond::format::*;

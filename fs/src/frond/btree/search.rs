@@ -1,4 +1,13 @@
 //! Lookups and ordered walks. All are O(log n) per record found (a walk is O(log n + k)).
+//!
+//! Lock order: runs under the metadata lock; takes one buffer lock at a time.
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `xfs_btree_lookup(XFS_LOOKUP_LE / GE / EQ)` | [`Tree::seek_le`] / [`Tree::seek_ge`] / [`Tree::get`] |
+//! | `xfs_btree_query_range` | [`Tree::walk`] |
 
 use alloc::vec::Vec;
 

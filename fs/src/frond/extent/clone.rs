@@ -6,6 +6,15 @@
 //! transaction step (each step leaves a consistent filesystem), like XFS's remap loop. Delalloc
 //! in the source must have been written back first (`EBUSY` otherwise). Both inodes get the
 //! REFLINK flag. Dedupe is the same operation after the engine has compared the contents.
+//!
+//! Lock order: runs under the metadata lock.
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `xfs_reflink_remap_blocks` / `xfs_reflink_remap_extent` | [`FsState::clone_extents`] |
+//! | `xfs_reflink_set_inode_flag` | REFLINK on both inodes |
 
 use alloc::vec::Vec;
 

@@ -5,6 +5,16 @@
 //! edited range, lets the caller change the in-core map, and applies the difference (records
 //! removed, records added) to disk. The inline list becomes a tree when it outgrows the literal
 //! area and goes back inline when the tree shrinks to half of it.
+//!
+//! Lock order: runs under the metadata lock.
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `xfs_iread_extents` | [`FsState::load_dmap`] |
+//! | `xfs_bmap_add_extent_*` / `xfs_bmap_del_extent_*` updating iext + bmbt together | [`FsState::fork_edit`] (edit in core, apply the difference on disk) |
+//! | `xfs_bmap_extents_to_btree` / `xfs_bmap_btree_to_extents` | inline list <-> tree conversion in `write_fork` |
 
 use alloc::vec::Vec;
 

@@ -1,6 +1,21 @@
 //! The extent operations the iomap engine's mapping callback and completion hooks call:
 //! map, delalloc reservation and its reverse, allocation, unwritten conversion, punch,
 //! truncate, size updates and inline data. Each is per extent and O(log n).
+//!
+//! Lock order: runs under the metadata lock.
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `xfs_bmapi_read` + `xfs_reflink_trim_around_shared` | [`FsState::map`] |
+//! | `xfs_bmapi_reserve_delalloc` / `xfs_bmap_punch_delalloc_range` | [`FsState::reserve_delalloc`] / [`FsState::punch_delalloc`] |
+//! | `xfs_bmapi_convert_delalloc`, `xfs_iomap_write_direct` | [`FsState::allocate`] |
+//! | `xfs_iomap_write_unwritten` | [`FsState::convert_unwritten`] |
+//! | `xfs_bunmapi` + `xfs_refcount_decrease_extent` | [`FsState::punch`] |
+//! | `xfs_setattr_size` (block part) | [`FsState::truncate`] |
+//! | `xfs_setfilesize` | [`FsState::set_disk_size`] |
+//! | local-format data (`xfs_init_local_fork`) / `xfs_bmap_local_to_extents` | inline data, [`FsState::unstuff`] |
 
 use alloc::vec::Vec;
 

@@ -6,6 +6,16 @@
 //! tree record:   key = file_block (8 bytes); value (16 bytes) = disk_block u64 | length u32 | flags u32
 //! flags: bit 0 = UNWRITTEN
 //! ```
+//!
+//! Lock order: pure data; no locks.
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `xfs_bmbt_rec` (packed 128-bit record) | 24-byte inline record / 8 + 16-byte tree record |
+//! | `struct xfs_bmbt_irec` + `XFS_EXT_UNWRITTEN` | [`Ext`] + [`ExtState`] |
+//! | `XFS_MAX_BMBT_EXTLEN` (2^21 - 1) | [`MAX_EXT_LEN`] |
 
 use alloc::collections::BTreeMap;
 

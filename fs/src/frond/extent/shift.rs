@@ -7,6 +7,15 @@
 //! finishes an interrupted shift from a logged intent; here a crash leaves a consistent file
 //! with the shift partly done). The inode size moves with the extents. COW staging from `fb`
 //! on is cancelled first.
+//!
+//! Lock order: runs under the metadata lock.
+//!
+//! # Linux <-> here
+//!
+//! | Linux (XFS) | here |
+//! |---|---|
+//! | `xfs_collapse_file_space` / `xfs_bmap_collapse_extents` | [`FsState::collapse`] |
+//! | `xfs_insert_file_space` / `xfs_bmap_insert_extents` + `xfs_bmap_split_extent` | [`FsState::insert`] |
 
 use alloc::vec::Vec;
 

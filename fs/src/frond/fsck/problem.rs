@@ -1,4 +1,12 @@
 //! The problems fsck reports: one typed value per kind, each printing a precise sentence.
+//!
+//! Lock order: plain values; no locks.
+//!
+//! # Linux <-> here
+//!
+//! | Linux | here |
+//! |---|---|
+//! | `xfs_repair` / `xfs_scrub` free-form messages | [`Problem`] (typed, with `Display`) and [`Owner`] |
 
 use alloc::string::String;
 use core::fmt;

@@ -1,5 +1,14 @@
 //! The block-usage sweep: every block of the data area must be free xor used, used blocks by
 //! exactly one owner unless they are file data shared with the right reference count.
+//!
+//! Lock order: plain values; no locks.
+//!
+//! # Linux <-> here
+//!
+//! | Linux | here |
+//! |---|---|
+//! | `xfs_repair` phase 4/5 block maps (`set_bmap`, duplicate extents) | [`sweep`] over collected claims |
+//! | `xfs_repair` refcount rebuild/check | the per-segment mapping count against refcount records |
 
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;

@@ -1,4 +1,15 @@
 //! Journal replay at mount. See the parent module for the rules.
+//!
+//! Lock order: runs before the filesystem exists (mount) or read-only (fsck's [`scan`]); no
+//! locks.
+//!
+//! # Linux <-> here
+//!
+//! | Linux (jbd2) | here |
+//! |---|---|
+//! | `do_one_pass(PASS_SCAN)` | the transaction loop with `dry` set ([`scan`]) |
+//! | `do_one_pass(PASS_REPLAY)` | the same loop writing images home ([`replay`]) |
+//! | `jbd2_journal_recover` resetting `s_start` | the header rewrite after replay |
 
 use alloc::vec::Vec;
 
