@@ -292,21 +292,18 @@ impl FsState {
         let mut pos = fb;
         while pos < end {
             let map = self.dmap(ino)?;
-            let piece = match lookup(map, pos) {
+            let (l, d) = match lookup(map, pos) {
+                Some((s, e)) if e.state == ExtState::Unwritten => {
+                    ((s + e.len).min(end) - pos, e.disk + (pos - s))
+                }
                 Some((s, e)) => {
-                    let l = (s + e.len).min(end) - pos;
-                    (e.state == ExtState::Unwritten).then_some((l, e.disk + (pos - s)))
+                    pos = (s + e.len).min(end);
+                    continue;
                 }
                 None => {
                     pos = next_start(map, pos).unwrap_or(end).min(end);
                     continue;
                 }
-            };
-            let Some((l, d)) = piece else {
-                let (s, e) =
-                    lookup(self.dmap(ino)?, pos).unwrap_or((pos, Ext::real(0, 1, ExtState::Written)));
-                pos = (s + e.len).min(end);
-                continue;
             };
             let need = self.bmap_blocks(ino, 2)?;
             self.op(need, 4 * need as usize + 8, Pool::Reserve, |st| {

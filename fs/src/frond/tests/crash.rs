@@ -154,3 +154,107 @@ fn every_crash_state_recovers_to_an_operation_boundary() {
         check_crash_state(rec.image_volatile_lost(k), k, &states, "cache lost");
     }
 }
+
+/// A seeded random workload of namespace and extent operations, each followed by a snapshot.
+fn random_workload(
+    fs: &Frond,
+    rec: &RecordingDisk,
+    seed: u64,
+    ops: usize,
+) -> Vec<(usize, bool, Vec<String>)> {
+    let mut rng = crate::frond::testutil::Rng(seed);
+    let root = fs.root_ino();
+    let mut files: Vec<(Vec<u8>, u64)> = Vec::new();
+    let mut states = alloc::vec![(rec.len(), true, snapshot(fs))];
+    let mut next = 0u32;
+    for _ in 0..ops {
+        let pick = |rng: &mut crate::frond::testutil::Rng, files: &Vec<(Vec<u8>, u64)>| {
+            (!files.is_empty()).then(|| rng.below(files.len() as u64) as usize)
+        };
+        match rng.below(9) {
+            0 | 1 => {
+                let name = alloc::format!("f{next}").into_bytes();
+                next += 1;
+                let ino = fs.create(root, &name, S_IFREG | 0o644, 0, 0).unwrap();
+                fs.set_disk_size(ino, 32 * 4096).unwrap();
+                files.push((name, ino));
+            }
+            2 => {
+                if let Some(i) = pick(&mut rng, &files) {
+                    let (name, _) = files.swap_remove(i);
+                    fs.unlink(root, &name).unwrap();
+                }
+            }
+            3 => {
+                if let Some(i) = pick(&mut rng, &files) {
+                    let name = alloc::format!("r{next}").into_bytes();
+                    next += 1;
+                    fs.rename(root, &files[i].0, root, &name).unwrap();
+                    files[i].0 = name;
+                }
+            }
+            4 | 5 => {
+                if let Some(i) = pick(&mut rng, &files) {
+                    let fb = rng.below(24);
+                    let m = fs.allocate(files[i].1, fb, 1 + rng.below(6), true, Fork::Data).unwrap();
+                    if rng.below(2) == 0 {
+                        fs.convert_unwritten(files[i].1, fb, m.len).unwrap();
+                    }
+                }
+            }
+            6 => {
+                if let (Some(i), Some(j)) = (pick(&mut rng, &files), pick(&mut rng, &files)) {
+                    if i != j {
+                        let (a, b) = (files[i].1, files[j].1);
+                        fs.clone_extents(a, rng.below(16), b, rng.below(16), 1 + rng.below(8)).unwrap();
+                    }
+                }
+            }
+            7 => {
+                if let Some(i) = pick(&mut rng, &files) {
+                    fs.punch(files[i].1, rng.below(24), 1 + rng.below(8)).unwrap();
+                }
+            }
+            _ => {
+                if let Some(i) = pick(&mut rng, &files) {
+                    let (ino, fb, n) = (files[i].1, rng.below(24), 1 + rng.below(6));
+                    fs.cow_prepare(ino, fb, n).unwrap();
+                    fs.cow_remap(ino, fb, n).unwrap();
+                }
+            }
+        }
+        let sync = rng.below(6) == 0;
+        if sync {
+            fs.sync().unwrap();
+        }
+        states.push((rec.len(), sync, snapshot(fs)));
+    }
+    states
+}
+
+#[test]
+fn random_extent_and_namespace_workload_survives_every_crash_state() {
+    for seed in [0xC2A5_0001u64, 0xC2A5_0002, 0xC2A5_0003] {
+        let disk = Arc::new(RamDisk::new(4 << 20, 512).unwrap());
+        let opts = MkfsOptions { block_size: 4096, log_blocks: Some(256), ..Default::default() };
+        mkfs(disk.clone(), platform(), &opts).unwrap();
+        let rec = Arc::new(RecordingDisk::new(disk.clone()));
+        let fs = Frond::mount(rec.clone(), platform()).unwrap();
+        let states = random_workload(&fs, &rec, seed, 120);
+        fs.unmount().unwrap();
+        let n = rec.len();
+        let mut distinct: Vec<&Vec<String>> = states.iter().map(|s| &s.2).collect();
+        distinct.dedup();
+        assert!(
+            n > 30 && distinct.len() > 60,
+            "seed {seed:#x}: workload too small: {n} bios, {} states",
+            distinct.len()
+        );
+        for k in 0..=n {
+            let what = alloc::format!("seed {seed:#x} prefix");
+            check_crash_state(rec.image_after(k), k, &states, &what);
+            let what = alloc::format!("seed {seed:#x} cache lost");
+            check_crash_state(rec.image_volatile_lost(k), k, &states, &what);
+        }
+    }
+}
