@@ -170,11 +170,13 @@ impl BufCache {
     }
 
     /// Whether block `blkno` is dirty in the running transaction.
+    #[cfg(test)]
     pub fn is_running(&self, blkno: u64) -> bool {
         self.running.contains(&blkno)
     }
 
     /// Committed blocks not yet written home.
+    #[cfg(test)]
     pub fn logged_count(&self) -> usize {
         self.logged.len()
     }
@@ -211,13 +213,6 @@ impl BufCache {
             self.entries.remove(&blk);
             self.logged.remove(&blk);
         }
-    }
-
-    /// Drops everything (unmount, or after a shutdown).
-    pub fn clear(&mut self) {
-        self.entries.clear();
-        self.running.clear();
-        self.logged.clear();
     }
 
     /// Evicts clean blocks nobody holds, oldest first, down to the capacity.

@@ -89,6 +89,7 @@ impl ExtentSet {
     }
 
     /// Whether any block of `[start, start + len)` is in the set.
+    #[cfg(test)]
     pub fn overlaps(&self, start: u64, len: u64) -> bool {
         let end = start + len;
         if let Some((&s, &l)) = self.map.range(..=start).next_back() {
@@ -100,6 +101,7 @@ impl ExtentSet {
     }
 
     /// Whether block `b` is in the set.
+    #[cfg(test)]
     pub fn contains(&self, b: u64) -> bool {
         self.overlaps(b, 1)
     }

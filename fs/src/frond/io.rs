@@ -73,11 +73,6 @@ impl MetaIo {
         1 << self.block_log
     }
 
-    /// Device capacity in whole blocks.
-    pub fn device_blocks(&self) -> u64 {
-        self.dev.info().capacity_bytes() >> self.block_log
-    }
-
     /// Reads `buf.len() / block_size` blocks starting at `blkno`.
     pub fn read_blocks(&self, blkno: u64, buf: &mut [u8]) -> Result<()> {
         let off = blkno.checked_mul(1 << self.block_log).ok_or(Errno::EINVAL)?;

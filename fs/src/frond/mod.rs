@@ -30,31 +30,41 @@
 //! | dir2 (hashed btree directories) | `dir` | fixed-size entries keyed by (hash, collision index) |
 //! | `xfs_repair -n` | `fsck` | names every problem precisely |
 
-pub mod allocator;
-pub mod btree;
-pub mod buf;
-pub mod cowfork;
-pub mod crc32c;
-pub mod dir;
+// The public surface: mount/mkfs/fsck, the engine's extent interface and the namespace API.
 pub mod engine;
-pub mod extent;
-pub mod extset;
-pub mod format;
 pub mod fsck;
-pub mod inode;
-pub mod io;
-pub mod journal;
 pub mod mkfs;
 pub mod mount;
 pub mod namespace;
-pub mod orphan;
-pub mod refcount;
-pub mod state;
-pub mod superblock;
 
-pub use fsck::{fsck, FsckReport, Problem};
+// The format (documented in FORMAT.md) and its checksum, public for tools and tests.
+pub mod crc32c;
+pub mod format;
+
+// Internals.
+pub(crate) mod allocator;
+pub(crate) mod btree;
+pub(crate) mod buf;
+pub(crate) mod cowfork;
+pub(crate) mod dir;
+pub(crate) mod extent;
+pub(crate) mod extset;
+pub(crate) mod inode;
+pub(crate) mod io;
+pub(crate) mod journal;
+pub(crate) mod orphan;
+pub(crate) mod refcount;
+pub(crate) mod state;
+pub(crate) mod superblock;
+
+pub use buf::CacheStats;
+pub use dir::{DirEntry, NAME_MAX};
+pub use engine::{Fork, MapKind, Mapping};
+pub use fsck::{fsck, FsckReport, Owner, Problem};
+pub use inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 pub use mkfs::{mkfs, MkfsOptions};
 pub use mount::{Frond, MountError, StatFs};
+pub use namespace::{Stat, SYMLINK_MAX};
 
 #[cfg(test)]
 mod tests;

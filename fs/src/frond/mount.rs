@@ -251,6 +251,11 @@ impl Frond {
         })
     }
 
+    /// Metadata buffer cache counters (hits, device reads, evictions).
+    pub fn cache_stats(&self) -> super::buf::CacheStats {
+        self.state.lock().cache.stats()
+    }
+
     /// Whether an earlier failure shut the filesystem down (every call then fails with `EIO`).
     pub fn is_shut_down(&self) -> bool {
         self.state.lock().shutdown.is_some()

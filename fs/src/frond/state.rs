@@ -219,16 +219,6 @@ impl FsState {
         });
     }
 
-    /// Inside a long operation, at a point where the metadata is consistent: commits the
-    /// running transaction if it has grown large (a rolling transaction).
-    pub fn roll_if_large(&mut self) -> FResult<()> {
-        if self.cache.running_count() > self.journal.max_images() * 3 / 4 {
-            self.encode_changes()?;
-            self.commit()?;
-        }
-        Ok(())
-    }
-
     fn ensure_log(&mut self, est: usize) -> FResult<()> {
         let max = self.journal.max_images();
         let est = est.min(max / 2);

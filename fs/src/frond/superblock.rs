@@ -238,8 +238,9 @@ const RT_NEXT_GEN: usize = 72;
 const RT_FL_COUNT: usize = 80;
 const RT_FREELIST: usize = 88;
 const RT_ORPHANS: usize = RT_FREELIST + 8 * FREELIST_CAP;
-/// Bytes of the root block that carry fields.
-pub const RT_USED: usize = RT_ORPHANS + 8;
+/// Bytes of the root block that carry fields (they fit the smallest block).
+const RT_USED: usize = RT_ORPHANS + 8;
+const _: () = assert!(RT_USED <= 1 << MIN_BLOCK_LOG);
 
 /// The changing filesystem-wide state (one journaled block).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

@@ -58,6 +58,7 @@ pub enum TreeKind {
     /// A directory's entries.
     Directory = 6,
     /// Trees built by tests.
+    #[cfg(test)]
     Test = 7,
 }
 

@@ -113,16 +113,6 @@ impl Tree {
         }
     }
 
-    /// The first record.
-    pub fn first(&self, s: &mut dyn NodeStore) -> FResult<Option<Rec>> {
-        self.seek_ge(s, 0)
-    }
-
-    /// The last record.
-    pub fn last(&self, s: &mut dyn NodeStore) -> FResult<Option<Rec>> {
-        self.seek_le(s, u128::MAX)
-    }
-
     /// Calls `f(key, value)` for every record with key >= `from`, in key order, until `f`
     /// returns `Ok(false)`. `f` must not change the tree.
     pub fn walk(

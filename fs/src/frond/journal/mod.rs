@@ -41,7 +41,7 @@
 pub mod format;
 mod replay;
 
-pub use replay::{replay, scan, ReplayReport};
+pub use replay::{replay, scan};
 
 use alloc::vec::Vec;
 
@@ -95,11 +95,13 @@ impl Journal {
     }
 
     /// Whether the log holds no live transaction.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.used == 0
     }
 
     /// The sequence number the next commit gets.
+    #[cfg(test)]
     pub fn next_seq(&self) -> u64 {
         self.next_seq
     }

@@ -3,6 +3,7 @@
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
+use super::replay::ReplayReport;
 use super::*;
 use crate::block::RamDisk;
 use crate::frond::buf::{seal_header, BufCache};
