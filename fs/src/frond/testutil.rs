@@ -159,3 +159,54 @@ impl Rng {
         self.next() % n.max(1)
     }
 }
+
+/// A RamDisk whose writes (and flushes) start failing with EIO once `fail_after` of them have
+/// been submitted; reads keep working.
+pub struct FailingDisk {
+    inner: Arc<RamDisk>,
+    writes: core::sync::atomic::AtomicUsize,
+    fail_after: core::sync::atomic::AtomicUsize,
+}
+
+impl FailingDisk {
+    /// Writes fail after `fail_after` more (usize::MAX: never).
+    pub fn new(inner: Arc<RamDisk>) -> Self {
+        Self {
+            inner,
+            writes: core::sync::atomic::AtomicUsize::new(0),
+            fail_after: core::sync::atomic::AtomicUsize::new(usize::MAX),
+        }
+    }
+
+    /// From now on, allow `n` more writes, then fail.
+    pub fn fail_after(&self, n: usize) {
+        let done = self.writes.load(core::sync::atomic::Ordering::SeqCst);
+        self.fail_after.store(done + n, core::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl BlockDevice for FailingDisk {
+    fn info(&self) -> DeviceInfo {
+        self.inner.info()
+    }
+
+    fn submit(&self, bio: Bio) {
+        use core::sync::atomic::Ordering;
+        if bio.op != BioOp::Read {
+            let n = self.writes.fetch_add(1, Ordering::SeqCst);
+            if n >= self.fail_after.load(Ordering::SeqCst) {
+                bio.end.complete(Err(crate::Errno::EIO));
+                return;
+            }
+        }
+        self.inner.submit(bio);
+    }
+
+    fn poll(&self) -> usize {
+        self.inner.poll()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.inner.in_flight()
+    }
+}

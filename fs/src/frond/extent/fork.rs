@@ -225,7 +225,7 @@ impl FsState {
         let old = real_overlapping(&map, lo, hi);
         let r = f(self, &mut map);
         let new = real_overlapping(&map, lo, hi);
-        let count = map.values().filter(|e| e.is_real()).count() as u64;
+        let nrecs = self.inodes.get(&ino).map_or(0, |i| i.nrecs);
         if let Some(i) = self.inodes.get_mut(&ino) {
             i.dmap = Some(map);
             i.seq += 1;
@@ -233,6 +233,9 @@ impl FsState {
         let r = r?;
         let removed: Vec<(u64, Ext)> = old.iter().filter(|x| !new.contains(x)).copied().collect();
         let added: Vec<(u64, Ext)> = new.iter().filter(|x| !old.contains(x)).copied().collect();
+        // Records after the edit: the on-disk count adjusted by the difference (O(1), not a
+        // walk of the whole map).
+        let count = (nrecs + added.len() as u64).saturating_sub(removed.len() as u64);
         let delta: i64 = added.iter().map(|(_, e)| e.len as i64).sum::<i64>()
             - removed.iter().map(|(_, e)| e.len as i64).sum::<i64>();
         self.write_fork(ino, &removed, &added, count)?;

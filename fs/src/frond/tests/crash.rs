@@ -258,3 +258,29 @@ fn random_extent_and_namespace_workload_survives_every_crash_state() {
         }
     }
 }
+
+#[test]
+fn write_errors_shut_down_and_keep_the_last_commit() {
+    use crate::frond::testutil::FailingDisk;
+    // A commit is two writes (images, then the commit record): fail the first or the second.
+    for allowed in 0..2 {
+        let disk = Arc::new(RamDisk::new(4 << 20, 512).unwrap());
+        mkfs(disk.clone(), platform(), &MkfsOptions { block_size: 4096, ..Default::default() }).unwrap();
+        let dev = Arc::new(FailingDisk::new(disk.clone()));
+        let fs = Frond::mount(dev.clone(), platform()).unwrap();
+        let root = fs.root_ino();
+        fs.create(root, b"durable", S_IFREG, 0, 0).unwrap();
+        fs.sync().unwrap();
+        fs.create(root, b"lost", S_IFREG, 0, 0).unwrap();
+        dev.fail_after(allowed);
+        assert_eq!(fs.sync(), Err(crate::Errno::EIO), "allowed {allowed}");
+        assert!(fs.is_shut_down());
+        assert_eq!(fs.create(root, b"x", S_IFREG, 0, 0), Err(crate::Errno::EIO));
+        assert_eq!(fs.unmount(), Err(crate::Errno::EIO));
+        let fs = Frond::mount(disk.clone(), platform()).unwrap();
+        assert!(fs.lookup(root, b"durable").is_ok());
+        // The failed commit never got its commit record on disk: its changes are gone.
+        assert_eq!(fs.lookup(root, b"lost"), Err(crate::Errno::ENOENT), "allowed {allowed}");
+        assert_clean(&fs);
+    }
+}
