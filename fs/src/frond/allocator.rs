@@ -11,7 +11,7 @@
 //! Accounting: the root block's `free_blocks` counts every block the allocator owns: free
 //! extents, free-list blocks and free-space tree nodes. So moving blocks between those never
 //! changes it, and allocating n blocks for anything else lowers it by exactly n. A fixed
-//! set-aside ([`super::state::SET_ASIDE`]) covers free-list and free-space-tree needs.
+//! set-aside ([`super::state::set_aside`]) covers free-list and free-space-tree needs.
 //!
 //! Busy extents: blocks freed in the running transaction may not be reused until it commits
 //! (a crash would otherwise expose another file's data through the old owner), and freed

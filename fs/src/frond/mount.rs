@@ -30,7 +30,7 @@ use spin::Mutex;
 use super::format::{Corrupt, Error, FResult};
 use super::io::MetaIo;
 use super::journal::replay;
-use super::state::{FsState, Pool, SET_ASIDE};
+use super::state::{FsState, Pool};
 use super::superblock::{RootBlock, Superblock, SB_BACKUP, SB_PRIMARY};
 use crate::block::BlockDevice;
 use crate::platform::Platform;
@@ -238,7 +238,9 @@ impl Frond {
             // Busy blocks are free, just not reusable until the next commit: count them.
             let busy = st.busy_commit.total() + st.busy_ckpt.total();
             let free = st.available(Pool::Normal)
-                + busy.min(st.root.free_blocks.saturating_sub(SET_ASIDE + st.resblks + st.delalloc_reserved));
+                + busy.min(
+                    st.root.free_blocks.saturating_sub(st.set_aside + st.resblks + st.delalloc_reserved),
+                );
             Ok(StatFs {
                 block_size: st.bs() as u32,
                 blocks: st.sb.block_count - st.sb.data_start,

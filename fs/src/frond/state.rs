@@ -43,8 +43,11 @@ use super::superblock::{RootBlock, Superblock, FREELIST_CAP};
 use crate::Errno;
 
 /// Blocks never handed out by ordinary reservations (free-list refills and free-space tree
-/// growth draw on them), like XFS's `m_alloc_set_aside`.
-pub const SET_ASIDE: u64 = FREELIST_CAP as u64;
+/// growth draw on them), like XFS's `m_alloc_set_aside`: the free list's capacity, or a
+/// sixteenth of a small data area (at least 16 blocks).
+pub fn set_aside(data_blocks: u64) -> u64 {
+    (data_blocks / 16).clamp(16, FREELIST_CAP as u64)
+}
 
 /// In-core inodes kept before clean ones are evicted.
 pub const INODE_CACHE: usize = 4096;
@@ -81,6 +84,8 @@ pub struct FsState {
     pub delalloc_reserved: u64,
     /// The reserve pool for completion-time work.
     pub resblks: u64,
+    /// Blocks kept back for the allocator's own needs ([`set_aside`]).
+    pub set_aside: u64,
     /// Bumped by every metadata change (detects "failed after changing something").
     pub changes: u64,
     /// `changes` at the start of the running operation, moved forward over self-contained
@@ -114,6 +119,7 @@ impl FsState {
             busy_ckpt: ExtentSet::new(),
             delalloc_reserved: 0,
             resblks: (data / 20).min(8192),
+            set_aside: set_aside(data),
             changes: 0,
             op_base: 0,
             shutdown: None,
@@ -137,7 +143,7 @@ impl FsState {
 
     /// Blocks an ordinary (or reserve-pool) reservation can still take.
     pub fn available(&self, pool: Pool) -> u64 {
-        let keep = SET_ASIDE
+        let keep = self.set_aside
             + if pool == Pool::Normal { self.resblks } else { 0 }
             + self.delalloc_reserved
             + self.busy_commit.total()

@@ -252,3 +252,47 @@ fn concurrent_namespace_operations_from_threads() {
         assert_eq!(fs.stat(d).unwrap().size, 50 - 17);
     }
 }
+
+#[test]
+fn mkfs_options_and_device_geometry() {
+    let p = platform();
+    let d = Arc::new(RamDisk::new(8 << 20, 4096).unwrap());
+    for bs in [512u32, 3000, 1 << 17] {
+        assert_eq!(
+            mkfs(d.clone(), p.clone(), &MkfsOptions { block_size: bs, ..Default::default() }),
+            Err(Errno::EINVAL)
+        );
+    }
+    // Blocks smaller than the device's logical block size.
+    assert_eq!(
+        mkfs(d.clone(), p.clone(), &MkfsOptions { block_size: 1024, ..Default::default() }),
+        Err(Errno::EINVAL)
+    );
+    // Larger than the device, and too small to hold a filesystem.
+    assert_eq!(
+        mkfs(d.clone(), p.clone(), &MkfsOptions { size: Some(16 << 20), ..Default::default() }),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        mkfs(d.clone(), p.clone(), &MkfsOptions { size: Some(64 << 10), ..Default::default() }),
+        Err(Errno::ENOSPC)
+    );
+    assert_eq!(
+        mkfs(d.clone(), p.clone(), &MkfsOptions { log_blocks: Some(8), ..Default::default() }),
+        Err(Errno::EINVAL)
+    );
+    // A 64 KiB-block filesystem on a 4 KiB-sector device, using part of it.
+    mkfs(d.clone(), p.clone(), &MkfsOptions { block_size: 65536, size: Some(6 << 20), ..Default::default() })
+        .unwrap();
+    let fs = Frond::mount(d.clone(), p.clone()).unwrap();
+    let st = fs.statfs().unwrap();
+    assert_eq!((st.block_size, st.name_max), (65536, 255));
+    assert!(st.blocks < 96 && st.free > 0);
+    assert_clean(&fs);
+    fs.unmount().unwrap();
+    // A 1 KiB-block filesystem cannot be mounted on a 4 KiB-sector device.
+    let small = Arc::new(RamDisk::new(4 << 20, 512).unwrap());
+    mkfs(small.clone(), p.clone(), &MkfsOptions { block_size: 1024, ..Default::default() }).unwrap();
+    let on_4k = Arc::new(RamDisk::from_image(small.snapshot(), 4096));
+    assert_eq!(Frond::mount(on_4k, p).err().map(|e| e.errno), Some(Errno::EINVAL));
+}
