@@ -4,8 +4,8 @@
 //! have a record (`start -> (length, count)`, count >= 2); a mapped block without a record has
 //! count 1. Mapping a block into one more file adds one ([`FsState::refcount_adjust`] with
 //! +1); unmapping subtracts one, and a block whose count drops from 1 to 0 is returned to the
-//! caller to free. Records are split at the edges of every adjusted range; they are not
-//! coalesced again (deviation: XFS merges neighbours with equal counts).
+//! caller to free. Records are split at the edges of every adjusted range and neighbours with
+//! equal counts are merged again afterwards, as XFS does.
 //!
 //! COW staging extents (blocks allocated for copy-on-write that are not yet remapped into the
 //! data fork) are recorded in a second key domain of the same tree (`start | COW_DOMAIN`, count
@@ -179,7 +179,43 @@ impl FsState {
                 }
             }
         }
+        self.refc_coalesce(start.saturating_sub(1), end)?;
         Ok(freed)
+    }
+
+    /// Merges neighbouring shared-domain records with equal counts whose boundary lies in
+    /// `[from, to]`, keeping the tree canonical after an adjust.
+    fn refc_coalesce(&mut self, from: u64, to: u64) -> FResult<()> {
+        // Start at the record holding `from`, so a record ending inside the range is seen.
+        let mut pos = match self.refc_le(from)? {
+            Some((s, l, _)) if s + l >= from => s,
+            _ => from,
+        };
+        let first = pos;
+        let mut guard = 0u64;
+        while pos <= to {
+            guard += 1;
+            if guard > 2 * (to - first) + 8 {
+                return Err(
+                    frond_corrupt!("refcount records around block {from} do not make progress").into()
+                );
+            }
+            let Some((s, l, c)) = self.refc_ge(pos)? else { break };
+            if s > to {
+                break;
+            }
+            let end = s + l;
+            match self.refc_ge(end)? {
+                Some((rs, rl, rc)) if rs == end && rc == c && rs <= to + 1 => {
+                    self.refc_delete(rs)?;
+                    let t = self.refc();
+                    t.update(self, s as u128, &val(l + rl, c))?;
+                    pos = s;
+                }
+                _ => pos = end,
+            }
+        }
+        Ok(())
     }
 
     /// Records `[start, start + len)` as COW staging blocks.

@@ -174,3 +174,40 @@ fn an_orphan_left_by_a_crash_is_freed_at_mount() {
     fs2.unmount().unwrap();
     assert_image_clean(&crashed);
 }
+
+#[test]
+fn refcount_records_split_and_merge_back() {
+    let (_disk, fs) = fresh(4096, 8 << 20);
+    let root = fs.root_ino();
+    let a = fs.create(root, b"a", S_IFREG, 0, 0).unwrap();
+    let b = fs.create(root, b"b", S_IFREG, 0, 0).unwrap();
+    let c = fs.create(root, b"c", S_IFREG, 0, 0).unwrap();
+    let m = fs.allocate(a, 0, 16, false, Fork::Data).unwrap();
+    assert_eq!(m.len, 16);
+    fs.clone_extents(a, 0, b, 0, 16).unwrap();
+    fs.clone_extents(a, 4, c, 0, 4).unwrap();
+    let records = |fs: &Frond| -> alloc::vec::Vec<(u64, u64, u32)> {
+        let mut st = fs.state.lock();
+        let t = st.refc();
+        let mut v = alloc::vec::Vec::new();
+        t.walk(&mut *st, 0, &mut |k, val| {
+            let (l, c) = crate::frond::refcount::decode(val);
+            v.push((k as u64 - m.disk_block, l, c));
+            Ok(true)
+        })
+        .unwrap();
+        v
+    };
+    assert_eq!(records(&fs), [(0, 4, 2), (4, 4, 3), (8, 8, 2)]);
+    // Unsharing c's blocks brings the middle back to 2: one record again.
+    fs.punch(c, 0, 4).unwrap();
+    assert_eq!(records(&fs), [(0, 16, 2)]);
+    // Punching b's middle leaves a's blocks 4..8 unshared: no record there.
+    fs.punch(b, 4, 4).unwrap();
+    assert_eq!(records(&fs), [(0, 4, 2), (8, 8, 2)]);
+    assert!(!fs.map(a, 4, 4, Fork::Data).unwrap().shared);
+    assert_clean(&fs);
+    fs.punch(b, 0, 16).unwrap();
+    assert_eq!(records(&fs), []);
+    assert_clean(&fs);
+}
