@@ -31,6 +31,7 @@
 //! | `xfs_repair -n` | `fsck` | names every problem precisely |
 
 // The public surface: mount/mkfs/fsck, the engine's extent interface and the namespace API.
+pub mod bench;
 pub mod engine;
 pub mod fsck;
 pub mod mkfs;
