@@ -65,7 +65,7 @@ pub use fsck::{fsck, FsckReport, Owner, Problem};
 pub use inode::{S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK};
 pub use mkfs::{mkfs, MkfsOptions};
 pub use mount::{Frond, MountError, StatFs};
-pub use namespace::{Stat, SYMLINK_MAX};
+pub use namespace::{SetAttr, Stat, SYMLINK_MAX};
 
 #[cfg(test)]
 mod tests;

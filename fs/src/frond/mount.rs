@@ -253,6 +253,11 @@ impl Frond {
         })
     }
 
+    /// The filesystem block size in bytes.
+    pub fn block_size(&self) -> u32 {
+        self.state.lock().bs() as u32
+    }
+
     /// Metadata buffer cache counters (hits, device reads, evictions).
     pub fn cache_stats(&self) -> super::buf::CacheStats {
         self.state.lock().cache.stats()

@@ -39,6 +39,22 @@ use crate::{Errno, Result};
 /// Longest symlink target.
 pub const SYMLINK_MAX: usize = 4095;
 
+/// Attribute changes for [`Frond::setattr`]; `None` leaves a field alone. Size changes go
+/// through truncate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    /// New permission bits (the file type cannot change).
+    pub perm: Option<u32>,
+    /// New owner.
+    pub uid: Option<u32>,
+    /// New group.
+    pub gid: Option<u32>,
+    /// New access time, ns.
+    pub atime: Option<i64>,
+    /// New modification time, ns.
+    pub mtime: Option<i64>,
+}
+
 /// What `stat` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stat {
@@ -529,5 +545,37 @@ impl Frond {
     /// The attributes of `ino`.
     pub fn stat(&self, ino: u64) -> Result<Stat> {
         self.with(|st| st.stat(ino))
+    }
+
+    /// Changes attributes of `ino` (ctime becomes now), in a transaction.
+    pub fn setattr(&self, ino: u64, a: &SetAttr) -> Result<()> {
+        if a.perm.is_some_and(|p| p & !0o7777 != 0) {
+            return Err(Errno::EINVAL);
+        }
+        self.with(|st| {
+            st.inode(ino)?;
+            st.op(0, 2, Pool::Normal, |st| {
+                let t = now(st);
+                let i = st.inode(ino)?;
+                if let Some(p) = a.perm {
+                    i.mode = (i.mode & S_IFMT) | p;
+                }
+                if let Some(u) = a.uid {
+                    i.uid = u;
+                }
+                if let Some(g) = a.gid {
+                    i.gid = g;
+                }
+                if let Some(t) = a.atime {
+                    i.atime = t;
+                }
+                if let Some(t) = a.mtime {
+                    i.mtime = t;
+                }
+                i.ctime = t;
+                st.mark_inode_dirty(ino);
+                Ok(())
+            })
+        })
     }
 }

@@ -110,8 +110,25 @@ fn link_counts_and_emlink() {
     assert_eq!(fs.stat(f).unwrap().nlink, 1);
     fs.unlink(root, b"f").unwrap();
     assert_eq!(fs.stat(f), Err(Errno::ESTALE));
+    // setattr: permissions, owner, times; the type stays.
+    let e = fs.create(root, b"e", S_IFREG | 0o600, 0, 0).unwrap();
+    let a = crate::frond::SetAttr {
+        perm: Some(0o4755),
+        uid: Some(7),
+        gid: Some(8),
+        atime: Some(11),
+        mtime: Some(22),
+    };
+    fs.setattr(e, &a).unwrap();
+    assert_eq!(
+        fs.setattr(e, &crate::frond::SetAttr { perm: Some(0o170000), ..Default::default() }),
+        Err(Errno::EINVAL)
+    );
     assert_clean(&fs);
     let fs = remount(&disk, fs);
+    let s = fs.stat(e).unwrap();
+    assert_eq!((s.mode, s.uid, s.gid, s.atime, s.mtime), (S_IFREG | 0o4755, 7, 8, 11, 22));
+    assert_eq!(fs.block_size(), 1024);
     assert_eq!(fs.stat(d).unwrap().nlink, 8);
     assert_clean(&fs);
 }
