@@ -24,7 +24,7 @@
 
 use alloc::vec::Vec;
 
-use super::extent::fork::{insert_merge, lookup, next_start, remove_range, Fork};
+use super::extent::fork::{insert_real, lookup, next_start, remove_range, Fork};
 use super::extent::ops::check_range;
 use super::extent::record::{Ext, ExtState};
 use super::extent::MAX_FILE_BLOCKS;
@@ -106,7 +106,7 @@ impl FsState {
             self.op(need, 4 * need as usize + 16, Pool::Reserve, |st| {
                 st.fork_edit(ino, pos, pos + l, |_, map| {
                     remove_range(map, pos, l);
-                    insert_merge(map, pos, Ext::real(d, l, ExtState::Written));
+                    insert_real(map, pos, Ext::real(d, l, ExtState::Written));
                     Ok(())
                 })?;
                 for (_, o) in &old {

@@ -27,7 +27,7 @@
 use alloc::vec::Vec;
 
 use super::dir::{check_name, DirEntry};
-use super::extent::fork::insert_merge;
+use super::extent::fork::insert_real;
 use super::extent::record::{Ext, ExtState};
 use super::format::{Error, FResult};
 use super::inode::*;
@@ -381,7 +381,7 @@ impl FsState {
                 buf[..target.len()].copy_from_slice(target);
                 st.io.write_block(d, &buf, BioFlags::empty())?;
                 st.fork_edit(ino, 0, got, |_, map| {
-                    insert_merge(map, 0, Ext::real(d, got, ExtState::Written));
+                    insert_real(map, 0, Ext::real(d, got, ExtState::Written));
                     Ok(())
                 })?;
             }

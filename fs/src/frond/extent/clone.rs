@@ -18,7 +18,7 @@
 
 use alloc::vec::Vec;
 
-use super::fork::{insert_merge, remove_range};
+use super::fork::{insert_real, remove_range};
 use super::ops::check_range;
 use super::record::Ext;
 use crate::frond::format::FResult;
@@ -69,7 +69,7 @@ impl FsState {
                 }
                 st.fork_edit(dst, to, to + e.len, |_, map| {
                     remove_range(map, to, e.len);
-                    insert_merge(map, to, e);
+                    insert_real(map, to, e);
                     Ok(())
                 })
             })?;

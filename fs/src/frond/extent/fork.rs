@@ -86,14 +86,19 @@ pub fn remove_range(map: &mut ExtMap, start: u64, len: u64) -> Vec<(u64, Ext)> {
 }
 
 /// Inserts `e` at `fb` (the range must be free) and merges it with joinable neighbours.
-pub fn insert_merge(map: &mut ExtMap, fb: u64, e: Ext) {
+/// Merged delalloc extents keep the larger of their metadata reservations (one extent needs one
+/// worst case); the rest is returned, for the caller to give back.
+#[must_use = "a merge of delalloc extents returns reservation to release"]
+pub fn insert_merge(map: &mut ExtMap, fb: u64, e: Ext) -> u64 {
     let mut start = fb;
     let mut cur = e;
+    let mut released = 0;
     if let Some((&ls, le)) = map.range(..fb).next_back() {
         if ls + le.len == fb && le.joins(&cur) {
             let mut m = *le;
             m.len += cur.len;
-            m.ind += cur.ind;
+            m.ind = le.ind.max(cur.ind);
+            released += le.ind.min(cur.ind);
             map.remove(&ls);
             start = ls;
             cur = m;
@@ -103,11 +108,20 @@ pub fn insert_merge(map: &mut ExtMap, fb: u64, e: Ext) {
     if let Some(re) = map.get(&end).copied() {
         if cur.joins(&re) {
             cur.len += re.len;
-            cur.ind += re.ind;
+            released += cur.ind.min(re.ind);
+            cur.ind = cur.ind.max(re.ind);
             map.remove(&end);
         }
     }
     map.insert(start, cur);
+    released
+}
+
+/// Inserts a real extent (no reservation can be released by its merges).
+pub fn insert_real(map: &mut ExtMap, fb: u64, e: Ext) {
+    debug_assert!(e.is_real());
+    let released = insert_merge(map, fb, e);
+    debug_assert_eq!(released, 0);
 }
 
 fn real_overlapping(map: &ExtMap, lo: u64, hi: u64) -> Vec<(u64, Ext)> {

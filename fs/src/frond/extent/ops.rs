@@ -19,7 +19,7 @@
 
 use alloc::vec::Vec;
 
-use super::fork::{insert_merge, lookup, next_start, remove_range, Fork};
+use super::fork::{insert_merge, insert_real, lookup, next_start, remove_range, Fork};
 use super::record::*;
 use super::MAX_FILE_BLOCKS;
 use crate::frond::format::FResult;
@@ -172,7 +172,8 @@ impl FsState {
         }
         self.delalloc_reserved += n + ind;
         let map = self.fork_map(ino, fork)?;
-        insert_merge(map, fb, Ext { disk: 0, len: n, state: ExtState::Delalloc, ind });
+        let released = insert_merge(map, fb, Ext { disk: 0, len: n, state: ExtState::Delalloc, ind });
+        self.delalloc_reserved = self.delalloc_reserved.saturating_sub(released);
         self.bump_seq(ino)?;
         Ok(n)
     }
@@ -246,14 +247,14 @@ impl FsState {
             match fork {
                 Fork::Data => st.fork_edit(ino, fb, fb + got, |_, map| {
                     remove_range(map, fb, got);
-                    insert_merge(map, fb, new);
+                    insert_real(map, fb, new);
                     Ok(())
                 })?,
                 Fork::Cow => {
                     st.cow_record_add(d, got)?;
                     let map = &mut st.inode(ino)?.cow;
                     remove_range(map, fb, got);
-                    insert_merge(map, fb, new);
+                    insert_real(map, fb, new);
                     st.bump_seq(ino)?;
                 }
             }
@@ -309,7 +310,7 @@ impl FsState {
             self.op(need, 4 * need as usize + 8, Pool::Reserve, |st| {
                 st.fork_edit(ino, pos, pos + l, |_, map| {
                     remove_range(map, pos, l);
-                    insert_merge(map, pos, Ext::real(d, l, ExtState::Written));
+                    insert_real(map, pos, Ext::real(d, l, ExtState::Written));
                     Ok(())
                 })
             })?;
@@ -514,7 +515,7 @@ impl FsState {
             i.nrecs = 0;
             i.dmap = Some(ExtMap::new());
             st.fork_edit(ino, 0, 1, |_, map| {
-                insert_merge(map, 0, Ext::real(d, 1, ExtState::Written));
+                insert_real(map, 0, Ext::real(d, 1, ExtState::Written));
                 Ok(())
             })
         })

@@ -19,7 +19,7 @@
 
 use alloc::vec::Vec;
 
-use super::fork::{insert_merge, lookup, remove_range};
+use super::fork::{insert_merge, insert_real, lookup, remove_range};
 use super::ops::check_range;
 use super::record::{Ext, ExtState};
 use super::MAX_FILE_BLOCKS;
@@ -32,7 +32,8 @@ impl FsState {
         if e.state == ExtState::Delalloc {
             let map = self.dmap(ino)?;
             map.remove(&from);
-            insert_merge(map, to, e);
+            let released = insert_merge(map, to, e);
+            self.delalloc_reserved = self.delalloc_reserved.saturating_sub(released);
             return self.bump_seq(ino);
         }
         let need = self.bmap_blocks(ino, 2)?;
@@ -40,7 +41,7 @@ impl FsState {
         self.op(need, 4 * need as usize + 8, Pool::Reserve, |st| {
             st.fork_edit(ino, lo, hi, |_, map| {
                 map.remove(&from);
-                insert_merge(map, to, e);
+                insert_real(map, to, e);
                 Ok(())
             })
         })

@@ -215,3 +215,26 @@ fn efbig_and_einval_for_bad_ranges() {
     assert_eq!(fs.map(999_999_999, 0, 1, Fork::Data).map(|_| ()), Err(Errno::ESTALE));
     assert_clean(&fs);
 }
+
+#[test]
+fn appending_delalloc_one_block_at_a_time_reserves_one_worst_case() {
+    use crate::frond::engine::Fork;
+    use crate::frond::inode::S_IFREG;
+    let (_disk, fs) = fresh(4096, 8 << 20);
+    let root = fs.root_ino();
+    let f = fs.create(root, b"log", S_IFREG, 0, 0).unwrap();
+    let before = fs.statfs().unwrap().avail;
+    for b in 0..100 {
+        assert_eq!(fs.reserve_delalloc(f, b, 1, Fork::Data), Ok(1));
+    }
+    // 100 data blocks plus one extent's indirect reservation (2 for an inline extent map).
+    assert_eq!(fs.state.lock().delalloc_reserved, 102);
+    assert_eq!(fs.statfs().unwrap().avail, before - 102);
+    // A hole in the middle splits the extent: the right part has no metadata reservation of
+    // its own (the reserve pool covers it at writeback).
+    fs.punch_delalloc(f, 50, 10, Fork::Data).unwrap();
+    assert_eq!(fs.state.lock().delalloc_reserved, 92);
+    fs.punch_delalloc(f, 0, 100, Fork::Data).unwrap();
+    assert_eq!(fs.state.lock().delalloc_reserved, 0);
+    assert_eq!(fs.statfs().unwrap().avail, before);
+}
