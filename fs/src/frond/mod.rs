@@ -38,6 +38,10 @@ pub mod mkfs;
 pub mod mount;
 pub mod namespace;
 
+// Host tools (image files).
+#[cfg(any(test, feature = "std"))]
+pub mod host;
+
 // The format (documented in FORMAT.md) and its checksum, public for tools and tests.
 pub mod crc32c;
 pub mod format;

@@ -195,6 +195,13 @@ impl FsState {
         match f(self) {
             Ok(v) => {
                 self.encode_changes()?;
+                // Operations are sized so the running transaction always fits the log; one
+                // that does not could never commit (the next commit shuts the filesystem down).
+                debug_assert!(
+                    self.journal.tx_blocks(self.cache.running_count()) <= self.journal.free_blocks(),
+                    "running transaction of {} blocks outgrew the log",
+                    self.cache.running_count()
+                );
                 if self.inodes.len() > INODE_CACHE {
                     self.evict_inodes();
                 }
