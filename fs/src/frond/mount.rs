@@ -213,18 +213,18 @@ impl Frond {
     /// Runs `f` on the locked state, converting errors to errno values.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut FsState) -> FResult<T>) -> Result<T> {
         let mut st = self.state.lock();
+        st.begin_call().map_err(Errno::from)?;
         f(&mut st).map_err(Errno::from)
     }
 
     /// Commits every metadata change so far (PREFLUSH + FUA commit record); when nothing needed
     /// committing, flushes the device instead, so data written before the call is durable.
     pub fn sync(&self) -> Result<()> {
-        self.with(|st| {
-            if !st.commit()? {
-                st.io.flush()?;
-            }
-            Ok(())
-        })
+        let mut st = self.state.lock();
+        if !st.commit().map_err(Errno::from)? {
+            st.io.flush()?;
+        }
+        Ok(())
     }
 
     /// Writes everything home and empties the log.

@@ -232,9 +232,28 @@ impl FsState {
         });
     }
 
+    /// Called at the start of every public call: commits (at a call boundary) when the running
+    /// transaction holds more than half of what the log can take, and checkpoints when the log
+    /// has no room for half a transaction. So a call normally runs without committing in its
+    /// middle; only calls that dirty more than a quarter of the log roll.
+    pub fn begin_call(&mut self) -> FResult<()> {
+        if self.shutdown.is_some() {
+            return Ok(());
+        }
+        let max = self.journal.max_images();
+        let running = self.cache.running_count();
+        if running > max / 2 || self.journal.tx_blocks(running + max / 4) > self.journal.free_blocks() {
+            self.commit()?;
+        }
+        if self.journal.tx_blocks(max / 2) > self.journal.free_blocks() {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
     fn ensure_log(&mut self, est: usize) -> FResult<()> {
         let max = self.journal.max_images();
-        let est = est.min(max / 2);
+        let est = est.min(max / 4);
         let running = self.cache.running_count();
         // Commit only when the running transaction could not take this operation's worst case:
         // operations stay together in one transaction (atomic together) as long as they fit.
