@@ -167,6 +167,12 @@ impl FsState {
         }
         let n = next_start(map, fb).map_or(count, |s| (s - fb).min(count));
         let ind = self.indlen(ino)?;
+        if self.available(Pool::Normal) < n + ind
+            && !(self.busy_commit.is_empty() && self.busy_ckpt.is_empty())
+        {
+            // Freed blocks wait for a commit (or checkpoint) before reuse: make them count.
+            self.checkpoint()?;
+        }
         if self.available(Pool::Normal) < n + ind {
             return Err(Errno::ENOSPC.into());
         }

@@ -421,9 +421,12 @@ fn extent_ops_match_the_model_64k() {
     run(65536, 0xE47_0003, 300);
 }
 
+/// More seeds: FROND_SEEDS=n (default 2) and FROND_BS=block size (default 1024) for a longer
+/// local soak.
 #[test]
 fn extent_ops_more_seeds() {
+    let bs = std::env::var("FROND_BS").ok().and_then(|v| v.parse().ok()).unwrap_or(1024u32);
     for s in 0..std::env::var("FROND_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2u64) {
-        run(1024, 0xE47_1000 + s, 800);
+        run(bs, 0xE47_1000 + s, 800);
     }
 }
