@@ -154,15 +154,28 @@ impl FsState {
         Ok((2 * (hb + 1) + 2 * (hc + 1)).min(FREELIST_CAP - 16))
     }
 
-    /// Refills the free list to what the next call needs, or trims it after merges.
-    pub fn fix_freelist(&mut self) -> FResult<()> {
-        let need = self.freelist_need()?;
-        while self.root.freelist.len() > FREELIST_CAP - 8 {
+    /// Gives free-list blocks back to the trees until the list is comfortably below its
+    /// capacity (tree merges put freed nodes on it). Freeing can merge more nodes onto the
+    /// list, but every round shrinks the list or the trees, so this ends.
+    fn trim_freelist(&mut self) -> FResult<()> {
+        let mut guard = 0u64;
+        while self.root.freelist.len() > FREELIST_CAP - 16 {
+            guard += 1;
+            if guard > 1 << 16 {
+                return Err(frond_corrupt!("allocator free list cannot be trimmed").into());
+            }
             let Some(blk) = self.root.freelist.pop() else { break };
             self.touch_root();
             self.free_raw(blk, 1)?;
             self.busy_ckpt.insert(blk, 1);
         }
+        Ok(())
+    }
+
+    /// Refills the free list to what the next call needs, or trims it after merges.
+    pub fn fix_freelist(&mut self) -> FResult<()> {
+        let need = self.freelist_need()?;
+        self.trim_freelist()?;
         let mut guard = 0;
         while self.root.freelist.len() < need {
             guard += 1;
@@ -295,6 +308,7 @@ impl FsState {
             return Err(Errno::ENOSPC.into());
         };
         self.take(es, el, a, n, false)?;
+        self.trim_freelist()?;
         Ok((a, n))
     }
 
@@ -304,6 +318,7 @@ impl FsState {
     pub fn free_extent(&mut self, start: u64, len: u64, metadata: bool) -> FResult<()> {
         self.fix_freelist()?;
         self.free_raw(start, len)?;
+        self.trim_freelist()?;
         self.root.free_blocks = self.root.free_blocks.saturating_add(len);
         self.touch_root();
         if metadata {

@@ -269,6 +269,13 @@ impl FsState {
     /// Encodes the root block and dirty inodes into their buffers.
     pub fn encode_changes(&mut self) -> FResult<()> {
         if self.root_dirty {
+            if self.root.freelist.len() > FREELIST_CAP {
+                return Err(Corrupt(alloc::format!(
+                    "allocator free list overflowed ({} blocks)",
+                    self.root.freelist.len()
+                ))
+                .into());
+            }
             let (blk, sbc) = (self.sb.root_block, self.sb);
             let buf = self.cache.read(&self.io, blk, seal_header, &|b| {
                 verify_header(b, MAGIC_ROOT, blk, "root")?;

@@ -238,3 +238,12 @@ fn appending_delalloc_one_block_at_a_time_reserves_one_worst_case() {
     assert_eq!(fs.state.lock().delalloc_reserved, 0);
     assert_eq!(fs.statfs().unwrap().avail, before);
 }
+
+/// More seeds for a local soak: FROND_SEEDS=n (default 1), FROND_BS (default 1024).
+#[test]
+fn alloc_free_more_seeds() {
+    let bs = std::env::var("FROND_BS").ok().and_then(|v| v.parse().ok()).unwrap_or(1024u32);
+    for s in 0..std::env::var("FROND_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1u64) {
+        property(bs, 4, 1500, 0xA110_1000 + s);
+    }
+}
