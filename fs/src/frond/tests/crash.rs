@@ -176,7 +176,7 @@ fn random_workload(
                 let name = alloc::format!("f{next}").into_bytes();
                 next += 1;
                 let ino = fs.create(root, &name, S_IFREG | 0o644, 0, 0).unwrap();
-                fs.set_disk_size(ino, 32 * 4096).unwrap();
+                fs.set_disk_size(ino, 32 * fs.block_size() as u64).unwrap();
                 files.push((name, ino));
             }
             2 => {
@@ -237,8 +237,11 @@ fn random_extent_and_namespace_workload_survives_every_crash_state() {
     // FROND_CRASH_SEEDS=n runs n seeds (default 3) for a longer local soak.
     let seeds = std::env::var("FROND_CRASH_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3u64);
     for seed in (0..seeds).map(|i| 0xC2A5_0001 + i) {
-        let disk = Arc::new(RamDisk::new(4 << 20, 512).unwrap());
-        let opts = MkfsOptions { block_size: 4096, log_blocks: Some(256), ..Default::default() };
+        // FROND_BS / FROND_NODE_CAP vary the geometry for a local soak.
+        let bs = std::env::var("FROND_BS").ok().and_then(|v| v.parse().ok()).unwrap_or(4096u32);
+        let node_cap = std::env::var("FROND_NODE_CAP").ok().and_then(|v| v.parse().ok()).unwrap_or(0u32);
+        let disk = Arc::new(RamDisk::new((4 << 20).max(1024 * bs as u64), 512).unwrap());
+        let opts = MkfsOptions { block_size: bs, log_blocks: Some(256), node_cap, ..Default::default() };
         mkfs(disk.clone(), platform(), &opts).unwrap();
         let rec = Arc::new(RecordingDisk::new(disk.clone()));
         let fs = Frond::mount(rec.clone(), platform()).unwrap();
