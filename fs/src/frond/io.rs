@@ -24,10 +24,19 @@ use crate::block::{Bio, BioComplete, BioEnd, BioFlags, BioOp, BlockDevice, Segme
 use crate::platform::{wait_until, DmaBuffer, Platform};
 use crate::{Errno, Result};
 
-/// Counts the outstanding bios of one batch and keeps the first error.
+/// Counts the outstanding bios of one batch and keeps the first error. Each completion
+/// unparks the waiter (the platform's waiting rule), so a kernel whose completions arrive by
+/// interrupt can sleep in `park`.
 struct BatchCompletion {
     remaining: AtomicUsize,
     error: AtomicI32,
+    platform: Arc<dyn Platform>,
+}
+
+impl BatchCompletion {
+    fn key(&self) -> usize {
+        self as *const Self as usize
+    }
 }
 
 impl BioComplete for BatchCompletion {
@@ -36,6 +45,7 @@ impl BioComplete for BatchCompletion {
             let _ = self.error.compare_exchange(0, e.code(), Ordering::AcqRel, Ordering::Acquire);
         }
         self.remaining.fetch_sub(1, Ordering::AcqRel);
+        self.platform.unpark(self.key());
     }
 }
 
@@ -112,7 +122,11 @@ impl MetaIo {
             runs.push((i, j));
             i = j;
         }
-        let batch = Arc::new(BatchCompletion { remaining: AtomicUsize::new(0), error: AtomicI32::new(0) });
+        let batch = Arc::new(BatchCompletion {
+            remaining: AtomicUsize::new(0),
+            error: AtomicI32::new(0),
+            platform: self.platform.clone(),
+        });
         let mut buffers: Vec<DmaBuffer> = Vec::with_capacity(runs.len());
         for &(a, b) in &runs {
             let mut buf = DmaBuffer::new(&self.platform, (b - a) * bs)?;
@@ -138,7 +152,7 @@ impl MetaIo {
         for bio in bios {
             self.dev.submit(bio);
         }
-        let key = Arc::as_ptr(&batch) as *const u8 as usize;
+        let key = batch.key();
         wait_until(&*self.platform, key, &|| batch.remaining.load(Ordering::Acquire) == 0, &|| {
             self.dev.poll();
         });
