@@ -10,5 +10,6 @@ extern crate alloc;
 
 pub use foliage_drivers::{block, errno, platform, Errno, Result};
 
+pub mod frond;
 pub mod pagecache;
 pub mod replay;
