@@ -6,11 +6,14 @@
 //! | `run` | boots the kernel in QEMU and shows the system working; exits with its status |
 //! | `test [FILTER]` | host tests, then the kernel suites in QEMU, then the harness self-check |
 //! | `bench` | release builds; prints `bench <name> <value> <unit>` lines |
+//! | `mkfs <image> [--block-size N] [--size N]` | formats an image file with frond |
+//! | `fsck <image>` | checks a frond image; non-zero exit when it is not clean |
 //!
 //! Options for the QEMU commands: `--accel kvm|tcg` (TCG by default), `--timeout SECS`.
 
 mod bench;
 mod build;
+mod fsimage;
 mod qemu;
 mod test;
 mod util;
@@ -52,6 +55,8 @@ fn main() -> ExitCode {
         Some("run") => run(rest),
         Some("test") => test::cmd(rest),
         Some("bench") => bench::cmd(rest),
+        Some("mkfs") => fsimage::mkfs_cmd(rest),
+        Some("fsck") => fsimage::fsck_cmd(rest),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())
