@@ -1,22 +1,26 @@
-//! `mode=bench` (`cargo xtask bench`): block benchmarks on the disk named `bench0`.
+//! `mode=bench` (`cargo xtask bench`): block benchmarks, Foliage's virtio-blk driver against
+//! virtio-drivers' blocking `VirtIOBlk`, in the same boot.
 //!
-//! Each figure is measured through Foliage's virtio-blk driver and then, in the same boot and on
-//! the same PCI function (our driver is dropped, which resets the device), through
-//! virtio-drivers' blocking `VirtIOBlk` (one request at a time: it has no queue depth to
-//! offer), and printed as
+//! xtask attaches three identical disks: `bench0` (Foliage's driver), `bench1` (virtio-drivers'
+//! `VirtIOBlk`, probed here on that PCI function) and `bench2` (Foliage's driver without
+//! indirect descriptors, i.e. without virtio-drivers' per-request allocation). Every disk's
+//! region is written once before anything is timed (no figure pays for the host allocating
+//! blocks of a sparse image). Each workload then runs in [`ROUNDS`] interleaved slices
+//! (ours, theirs, ours without indirect, ours, ...) and each driver's figure is its total work
+//! over its total time, so load from elsewhere on the host hits all of them alike.
+//!
+//! Sequential workloads: 1 MiB requests at queue depth 32; random: 4 KiB requests at random
+//! 4 KiB-aligned offsets at queue depth 1 and 32. `VirtIOBlk` is blocking, so it always runs at
+//! depth 1. Output, one line each:
 //!
 //! ```text
 //! bench <name> <value> <unit>
 //! bench virtio_drivers_<name> <value> <unit>
 //! bench <name>_vs_virtio_drivers <ours / theirs> x
+//! bench <name>_direct_desc <value> <unit>          (queue depth 32 random workloads only)
 //! ```
-//!
-//! Sequential figures use 1 MiB requests at queue depth 32; random ones 4 KiB requests at a
-//! random 4 KiB-aligned offset, at queue depth 1 and 32. The region is written once before
-//! anything is timed, so no figure pays for the host allocating blocks of the sparse image.
-//! The `_direct_desc` figures re-probe our driver without indirect descriptors (no allocation
-//! per request) to show what the indirect tables cost.
 
+use alloc::format;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::ptr::NonNull;
@@ -34,14 +38,12 @@ use crate::exit::{exit, ExitCode};
 use crate::hal::KernelHal;
 
 const MIB: u64 = 1 << 20;
-/// Bytes moved by each sequential figure.
-const SEQ_BYTES: u64 = 256 * MIB;
-/// The region random I/O lands in.
-const RAND_SPAN: u64 = 256 * MIB;
-/// Random requests per queue-depth-1 figure.
-const RAND_OPS_QD1: usize = 4000;
-/// Random requests per queue-depth-32 figure.
-const RAND_OPS_QD32: usize = 16000;
+/// The region every workload stays in (written once before timing).
+const REGION: u64 = 256 * MIB;
+/// Slices per workload and driver.
+const ROUNDS: usize = 8;
+/// Most requests in flight.
+const DEPTH: usize = 32;
 
 /// One workload.
 #[derive(Clone, Copy)]
@@ -51,33 +53,20 @@ struct Load {
     random: bool,
     depth: usize,
     bytes: u64,
+    /// Requests per driver, over all rounds.
     ops: usize,
 }
 
 const LOADS: [Load; 6] = [
-    Load {
-        name: "blk_seq_write_mib_s",
-        op: BioOp::Write,
-        random: false,
-        depth: 32,
-        bytes: MIB,
-        ops: (SEQ_BYTES / MIB) as usize,
-    },
-    Load {
-        name: "blk_seq_read_mib_s",
-        op: BioOp::Read,
-        random: false,
-        depth: 32,
-        bytes: MIB,
-        ops: (SEQ_BYTES / MIB) as usize,
-    },
+    Load { name: "blk_seq_write_mib_s", op: BioOp::Write, random: false, depth: 32, bytes: MIB, ops: 512 },
+    Load { name: "blk_seq_read_mib_s", op: BioOp::Read, random: false, depth: 32, bytes: MIB, ops: 512 },
     Load {
         name: "blk_rand4k_write_iops_qd1",
         op: BioOp::Write,
         random: true,
         depth: 1,
         bytes: 4096,
-        ops: RAND_OPS_QD1,
+        ops: 4000,
     },
     Load {
         name: "blk_rand4k_write_iops_qd32",
@@ -85,7 +74,7 @@ const LOADS: [Load; 6] = [
         random: true,
         depth: 32,
         bytes: 4096,
-        ops: RAND_OPS_QD32,
+        ops: 8000,
     },
     Load {
         name: "blk_rand4k_read_iops_qd1",
@@ -93,7 +82,7 @@ const LOADS: [Load; 6] = [
         random: true,
         depth: 1,
         bytes: 4096,
-        ops: RAND_OPS_QD1,
+        ops: 4000,
     },
     Load {
         name: "blk_rand4k_read_iops_qd32",
@@ -101,26 +90,35 @@ const LOADS: [Load; 6] = [
         random: true,
         depth: 32,
         bytes: 4096,
-        ops: RAND_OPS_QD32,
+        ops: 8000,
     },
 ];
 
 impl Load {
+    /// Byte offset of request `i`.
     fn offset(&self, i: usize) -> u64 {
         if self.random {
-            mix(i as u64 ^ self.name.len() as u64) % (RAND_SPAN / 4096) * 4096
+            mix(i as u64 ^ (self.name.len() as u64) << 40) % (REGION / 4096) * 4096
         } else {
-            (i as u64 * self.bytes) % SEQ_BYTES
+            (i as u64 * self.bytes) % REGION
         }
     }
 
-    /// The figure for `ns` nanoseconds of this load.
-    fn figure(&self, ns: u64) -> (f64, &'static str) {
+    /// The figure for `ops` requests in `ns` nanoseconds.
+    fn figure(&self, ops: usize, ns: u64) -> f64 {
         let secs = ns.max(1) as f64 / 1e9;
         if self.random {
-            (self.ops as f64 / secs, "IOPS")
+            ops as f64 / secs
         } else {
-            ((self.ops as u64 * self.bytes) as f64 / MIB as f64 / secs, "MiB/s")
+            (ops as u64 * self.bytes) as f64 / MIB as f64 / secs
+        }
+    }
+
+    fn unit(&self) -> &'static str {
+        if self.random {
+            "IOPS"
+        } else {
+            "MiB/s"
         }
     }
 }
@@ -151,11 +149,12 @@ impl BioComplete for Slots {
     }
 }
 
-/// Runs `load` on `dev` with `load.depth` bios in flight; returns the elapsed nanoseconds.
+/// Runs requests `range` of `load` on `dev`, `load.depth` in flight; returns the nanoseconds.
 fn run_ours(
     dev: &dyn BlockDevice,
-    p: &Arc<dyn Platform>,
+    p: &dyn Platform,
     load: &Load,
+    range: core::ops::Range<usize>,
     bufs: &[DmaBuffer],
 ) -> Result<u64, &'static str> {
     let slots = Arc::new(Slots {
@@ -163,11 +162,12 @@ fn run_ours(
         completed: AtomicUsize::new(0),
         errors: AtomicUsize::new(0),
     });
+    let total = range.len();
+    let mut next = range.start;
     let t0 = p.now_ns();
-    let mut next = 0;
-    while slots.completed.load(Ordering::Acquire) < load.ops {
+    while slots.completed.load(Ordering::Acquire) < total {
         for (i, busy) in slots.busy.iter().enumerate() {
-            if next < load.ops && !busy.load(Ordering::Acquire) {
+            if next < range.end && !busy.load(Ordering::Acquire) {
                 busy.store(true, Ordering::Relaxed);
                 let buf = &bufs[i];
                 let virt = NonNull::new(buf.as_slice().as_ptr() as *mut u8).ok_or("null buffer")?;
@@ -180,7 +180,11 @@ fn run_ours(
                 next += 1;
             }
         }
-        dev.poll();
+        // Poll as `wait_until` does: a pause between empty polls (under TCG it also lets QEMU's
+        // own threads run).
+        if dev.poll() == 0 {
+            p.park(0, &|| false);
+        }
     }
     let ns = p.now_ns() - t0;
     if slots.errors.load(Ordering::Acquire) > 0 {
@@ -189,16 +193,17 @@ fn run_ours(
     Ok(ns)
 }
 
-/// Runs `load` through virtio-drivers' blocking driver (one request at a time).
+/// Runs requests `range` of `load` through virtio-drivers' blocking driver.
 fn run_theirs(
     blk: &mut VirtIOBlk<KernelHal, PciTransport>,
     p: &dyn Platform,
     load: &Load,
+    range: core::ops::Range<usize>,
     buf: &mut DmaBuffer,
 ) -> Result<u64, &'static str> {
     let len = load.bytes as usize;
     let t0 = p.now_ns();
-    for i in 0..load.ops {
+    for i in range {
         let block = (load.offset(i) / 512) as usize;
         let r = match load.op {
             BioOp::Write => blk.write_blocks(block, &buf.as_slice()[..len]),
@@ -218,84 +223,86 @@ fn fail(what: &str) -> ! {
     exit(ExitCode::Fail)
 }
 
-/// Runs the benchmarks on `bench0` and ends the run.
-pub fn run(p: &Arc<dyn Platform>, disks: Vec<Disk>) -> ! {
-    let Some(disk) = disks.into_iter().find(|d| d.name == "bench0") else { fail("no disk named bench0") };
-    let df = disk.df;
-    let need = SEQ_BYTES.max(RAND_SPAN);
-    if disk.dev.info().capacity_bytes() < need {
-        fail("bench0 is too small");
+fn take(disks: &mut Vec<Disk>, name: &str) -> Disk {
+    match disks.iter().position(|d| d.name == name) {
+        Some(i) => disks.swap_remove(i),
+        None => fail(&format!("no disk named {name}")),
     }
+}
+
+/// Runs the benchmarks and ends the run.
+pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
+    let ours = take(&mut disks, "bench0");
+    let theirs_disk = take(&mut disks, "bench1");
+    let bench2 = take(&mut disks, "bench2");
     let mut bufs = Vec::new();
-    for _ in 0..32 {
-        bufs.push(DmaBuffer::new(p, MIB as usize).unwrap_or_else(|_| fail("out of DMA memory")));
-    }
-    for (i, b) in bufs.iter_mut().enumerate() {
+    for i in 0..DEPTH {
+        let mut b = DmaBuffer::new(p, MIB as usize).unwrap_or_else(|_| fail("out of DMA memory"));
         b.as_mut_slice().fill(i as u8 ^ 0xA5);
+        bufs.push(b);
     }
-    // Write the whole region once, untimed.
+    // bench2 without indirect descriptors: drop the default driver (resets the device) first.
+    let direct_df = bench2.df;
+    if Arc::try_unwrap(bench2.dev).is_err() {
+        fail("bench2's driver is still shared");
+    }
+    let direct = virtio::probe::<KernelHal, _>(
+        crate::pci_cam(),
+        direct_df,
+        p.clone(),
+        Options { indirect: false, ..Options::default() },
+    )
+    .unwrap_or_else(|_| fail("probing bench2 without indirect descriptors"));
+    // bench1 through virtio-drivers: our driver instance must be gone (reset) first.
+    let theirs_df = theirs_disk.df;
+    if Arc::try_unwrap(theirs_disk.dev).is_err() {
+        fail("bench1's driver is still shared");
+    }
+    let mut root = PciRoot::new(crate::pci_cam());
+    let transport = PciTransport::new::<KernelHal, _>(&mut root, theirs_df)
+        .unwrap_or_else(|_| fail("virtio-drivers transport"));
+    let mut theirs =
+        VirtIOBlk::<KernelHal, _>::new(transport).unwrap_or_else(|_| fail("virtio-drivers VirtIOBlk"));
+    // It polls for completion like ours; the device need not raise interrupts nobody takes.
+    theirs.disable_interrupts();
+    let mut their_buf = DmaBuffer::new(p, MIB as usize).unwrap_or_else(|_| fail("out of DMA memory"));
+    // Write every region once, untimed.
     let fill = Load {
         name: "fill",
         op: BioOp::Write,
         random: false,
-        depth: 32,
+        depth: DEPTH,
         bytes: MIB,
-        ops: (need / MIB) as usize,
+        ops: (REGION / MIB) as usize,
     };
-    if let Err(e) = run_ours(&*disk.dev, p, &fill, &bufs) {
+    for dev in [&*ours.dev as &dyn BlockDevice, &direct] {
+        if let Err(e) = run_ours(dev, &**p, &fill, 0..fill.ops, &bufs) {
+            fail(e);
+        }
+    }
+    if let Err(e) = run_theirs(&mut theirs, &**p, &fill, 0..fill.ops, &mut their_buf) {
         fail(e);
     }
-    let mut ours = [0.0f64; LOADS.len()];
-    let mut units = [""; LOADS.len()];
-    for (k, load) in LOADS.iter().enumerate() {
-        match run_ours(&*disk.dev, p, load, &bufs) {
-            Ok(ns) => (ours[k], units[k]) = load.figure(ns),
-            Err(e) => fail(e),
-        }
-        print(load.name, ours[k], units[k]);
-    }
-    // The same device without indirect descriptors (no per-request allocation). Dropping the
-    // only handle resets the device.
-    if Arc::try_unwrap(disk.dev).is_err() {
-        fail("bench0's driver is still shared");
-    }
-    let direct = virtio::probe::<KernelHal, _>(
-        crate::pci_cam(),
-        df,
-        p.clone(),
-        Options { indirect: false, ..Options::default() },
-    )
-    .unwrap_or_else(|_| fail("re-probe without indirect descriptors"));
-    for load in LOADS.iter().filter(|l| l.random && l.depth > 1) {
-        match run_ours(&direct, p, load, &bufs) {
-            Ok(ns) => {
-                let (v, unit) = load.figure(ns);
-                print(&alloc::format!("{}_direct_desc", load.name), v, unit);
+    for load in &LOADS {
+        let (mut t_ours, mut t_theirs, mut t_direct) = (0u64, 0u64, 0u64);
+        let per = load.ops / ROUNDS;
+        for r in 0..ROUNDS {
+            let range = r * per..(r + 1) * per;
+            t_ours += run_ours(&*ours.dev, &**p, load, range.clone(), &bufs).unwrap_or_else(|e| fail(e));
+            t_theirs += run_theirs(&mut theirs, &**p, load, range.clone(), &mut their_buf)
+                .unwrap_or_else(|e| fail(e));
+            if load.random && load.depth > 1 {
+                t_direct += run_ours(&direct, &**p, load, range, &bufs).unwrap_or_else(|e| fail(e));
             }
-            Err(e) => fail(e),
         }
-    }
-    drop(direct);
-    // virtio-drivers' own driver on the same function.
-    let mut root = PciRoot::new(crate::pci_cam());
-    let transport =
-        PciTransport::new::<KernelHal, _>(&mut root, df).unwrap_or_else(|_| fail("virtio-drivers transport"));
-    let mut blk =
-        VirtIOBlk::<KernelHal, _>::new(transport).unwrap_or_else(|_| fail("virtio-drivers VirtIOBlk"));
-    // It polls for completion too; the device need not raise interrupts nobody takes.
-    blk.disable_interrupts();
-    let mut buf = bufs.pop().unwrap_or_else(|| fail("no buffer"));
-    for (k, load) in LOADS.iter().enumerate() {
-        let theirs = match run_theirs(&mut blk, &**p, load, &mut buf) {
-            Ok(ns) => load.figure(ns).0,
-            Err(e) => fail(e),
-        };
-        print(&alloc::format!("virtio_drivers_{}", load.name), theirs, units[k]);
-        print(
-            &alloc::format!("{}_vs_virtio_drivers", load.name),
-            ours[k] / theirs.max(f64::MIN_POSITIVE),
-            "x",
-        );
+        let n = per * ROUNDS;
+        let (a, b) = (load.figure(n, t_ours), load.figure(n, t_theirs));
+        print(load.name, a, load.unit());
+        print(&format!("virtio_drivers_{}", load.name), b, load.unit());
+        print(&format!("{}_vs_virtio_drivers", load.name), a / b.max(f64::MIN_POSITIVE), "x");
+        if t_direct > 0 {
+            print(&format!("{}_direct_desc", load.name), load.figure(n, t_direct), load.unit());
+        }
     }
     exit(ExitCode::Pass)
 }

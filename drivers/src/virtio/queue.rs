@@ -98,6 +98,8 @@ pub(crate) struct QueueState {
     pub(crate) broken: bool,
     /// The answer of the last GET_ID.
     pub(crate) id: Option<Result<[u8; ID_BYTES]>>,
+    /// Chains posted since the device was last notified.
+    unkicked: usize,
 }
 
 // SAFETY: `dma` points into a page run owned by the enclosing HwQueue for the queue's lifetime;
@@ -244,6 +246,7 @@ impl QueueState {
             dma,
             broken: false,
             id: None,
+            unkicked: 0,
         })
     }
 
@@ -262,10 +265,20 @@ impl QueueState {
         self.ring.set_interrupts(on);
     }
 
-    /// Whether the device wants a notification for what was just posted.
-    pub(crate) fn should_notify(&self) -> bool {
-        // virtio_mb() before reading the device's flags (Linux virtqueue_kick_prepare): the
-        // avail index store must be visible before we decide the device need not be told.
+    /// Chains posted since the last [`QueueState::kick_prepare`].
+    pub(crate) fn unkicked(&self) -> usize {
+        self.unkicked
+    }
+
+    /// Marks everything posted so far as told to the device; returns whether the device wants
+    /// a notification for it (Linux `virtqueue_kick_prepare`).
+    pub(crate) fn kick_prepare(&mut self) -> bool {
+        if self.unkicked == 0 {
+            return false;
+        }
+        self.unkicked = 0;
+        // virtio_mb() before reading the device's flags: the avail index store must be visible
+        // before we decide the device need not be told.
         core::sync::atomic::fence(Ordering::SeqCst);
         self.ring.should_notify()
     }
@@ -274,7 +287,10 @@ impl QueueState {
     fn post(&mut self, slot: u16, step: Step, bio: Option<&Bio>) -> core::result::Result<(), PostError> {
         let area = self.area(slot);
         match post_chain(&mut *self.ring, &mut self.by_token, slot, area, step, bio) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.unkicked += 1;
+                Ok(())
+            }
             Err(e) => Err(self.post_failed(e)),
         }
     }
@@ -298,7 +314,10 @@ impl QueueState {
             _ => None,
         };
         match post_chain(&mut **ring, by_token, slot, area, step, bio) {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.unkicked += 1;
+                Ok(())
+            }
             Err(e) => Err(self.post_failed(e)),
         }
     }
@@ -479,6 +498,8 @@ pub(crate) struct HwQueue {
     /// Slots in use (mirrors the state; read without the lock to pick queues and skip idle
     /// ones when polling).
     pub(crate) busy: AtomicUsize,
+    /// Chains posted and not yet notified (mirrors the state, a hint for `poll`).
+    pub(crate) unkicked: AtomicUsize,
     /// Number of slots.
     pub(crate) size: usize,
     /// Counters.
@@ -498,8 +519,9 @@ impl HwQueue {
         self.busy.load(Ordering::Acquire) == 0
     }
 
-    /// Records `state`'s slot usage in the lock-free mirror.
+    /// Records `state`'s slot usage and pending notifications in the lock-free mirrors.
     pub(crate) fn sync_busy(&self, state: &QueueState) {
         self.busy.store(state.busy(), Ordering::Release);
+        self.unkicked.store(state.unkicked, Ordering::Release);
     }
 }

@@ -190,6 +190,7 @@ fn preflush_write_fua_is_flush_write_flush_in_sequence() {
     let buf = DmaBuffer::new(&p, 1024).unwrap();
     let rec = Rec::new();
     dev.submit(bio(BioOp::Write, BioFlags::PREFLUSH | BioFlags::FUA, 8, &[seg(&buf, 0, 1024)], rec.end(7)));
+    assert_eq!(dev.poll(), 0, "the poll rings the doorbell");
     assert_eq!(ops(&fake), [T_FLUSH], "the write waits for the preflush");
     for (k, want) in [[T_FLUSH, T_OUT].as_slice(), &[T_FLUSH, T_OUT, T_FLUSH]].iter().enumerate() {
         fake.complete(1);
@@ -203,6 +204,54 @@ fn preflush_write_fua_is_flush_write_flush_in_sequence() {
     let st = fake.state();
     assert_eq!((st.log[1].sector, st.log[1].bytes), (8, 1024));
     assert_eq!(st.held(), 0);
+}
+
+/// (doorbells since `n0`, requests the device has seen and holds).
+fn told(fake: &Fake, n0: u64) -> (u64, usize) {
+    let st = fake.state();
+    (st.notifies - n0, st.held())
+}
+
+#[test]
+fn doorbell_rings_per_kick_batch_or_at_poll() {
+    let fake = Fake::new(FakeConfig::default());
+    let dev = probe(&fake);
+    fake.state().hold = true;
+    let p = StdPlatform::arc();
+    let buf = DmaBuffer::new(&p, 512).unwrap();
+    let rec = Rec::new();
+    let n0 = fake.state().notifies;
+    let read = |i: u64| bio(BioOp::Read, BioFlags::empty(), i, &[seg(&buf, 0, 512)], rec.end(i));
+    for i in 0..5 {
+        dev.submit(read(i));
+    }
+    assert_eq!(told(&fake, n0), (0, 0), "5 < kick_batch: not yet told");
+    assert_eq!(dev.poll(), 0);
+    assert_eq!(told(&fake, n0), (1, 5), "the poll rang once for all five");
+    for i in 5..45 {
+        dev.submit(read(i));
+    }
+    assert_eq!(told(&fake, n0), (3, 37), "rung at 16 and 32 more");
+    dev.poll();
+    assert_eq!(told(&fake, n0), (4, 45));
+    dev.poll();
+    assert_eq!(fake.state().notifies - n0, 4, "nothing new: no doorbell");
+    fake.complete(usize::MAX);
+    while rec.count() < 45 {
+        dev.poll();
+    }
+    let total = fake.state().notifies;
+    assert_eq!(dev.stats().notifies, total, "the driver counts every doorbell (GET_ID's too)");
+    assert_eq!(total - n0, 4);
+    // kick_batch 1: every submission rings.
+    let eager = Fake::new(FakeConfig::default());
+    let dev = probe_with(&eager, Options { kick_batch: 1, ..Default::default() }).unwrap();
+    eager.state().hold = true;
+    let n0 = eager.state().notifies;
+    for i in 0..3 {
+        dev.submit(read(i));
+    }
+    assert_eq!(told(&eager, n0), (3, 3));
 }
 
 #[test]
@@ -255,6 +304,8 @@ fn bogus_used_entry_resets_device_and_fails_everything() {
     for i in 0..3 {
         dev.submit(bio(BioOp::Read, BioFlags::empty(), i, &[seg(&buf, i as usize * 512, 512)], rec.end(i)));
     }
+    assert_eq!(dev.poll(), 0);
+    assert_eq!(fake.state().held(), 3);
     fake.state().bogus_next = true;
     fake.complete(1);
     assert_eq!(dev.poll(), 3);
@@ -290,7 +341,9 @@ fn beyond_limits_is_einval_before_the_device() {
     dev.submit(Bio::dataless(BioOp::Discard, 0, 17, rec.end(2)));
     dev.submit(Bio::dataless(BioOp::WriteZeroes, 0, 9, rec.end(3)));
     dev.submit(Bio::dataless(BioOp::WriteZeroes, 0, 8, rec.end(4)));
-    dev.poll();
+    while rec.count() < 5 {
+        dev.poll();
+    }
     assert_eq!(
         rec.taken(),
         [
@@ -362,6 +415,7 @@ fn direct_descriptors_stall_a_step_until_the_ring_has_room() {
     dev.submit(bio(BioOp::Write, BioFlags::empty(), 0, &a, rec.end(1)));
     // B: its preflush takes 2 of the 4 free descriptors; its 14-descriptor write cannot follow.
     dev.submit(bio(BioOp::Write, BioFlags::PREFLUSH, 100, &b, rec.end(2)));
+    assert_eq!(dev.poll(), 0);
     assert_eq!(ops(&fake), [T_OUT, T_FLUSH]);
     fake.complete(1); // B's flush (newest first)
     assert_eq!(dev.poll(), 0);
@@ -408,6 +462,7 @@ fn multi_queue_spreads_requests_over_queues() {
     for i in 0..30 {
         dev.submit(bio(BioOp::Read, BioFlags::empty(), i, &[seg(&buf, 0, 512)], rec.end(i)));
     }
+    assert_eq!(dev.poll(), 0);
     fake.complete(usize::MAX);
     assert_eq!(dev.poll(), 30);
     for q in 0..3 {
