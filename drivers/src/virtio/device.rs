@@ -140,6 +140,9 @@ pub struct VirtioBlk<T: Transport> {
     irq_control: Option<&'static dyn IrqControl>,
     routing: Option<Box<dyn InterruptRouting>>,
     kick_batch: usize,
+    /// Locks are taken with interrupts masked (from just before interrupts are routed to the
+    /// driver until they are routed away again).
+    mask_irqs: AtomicBool,
     interrupts_on: AtomicBool,
     broken: AtomicBool,
     in_flight: AtomicUsize,
@@ -235,6 +238,7 @@ impl<T: Transport> VirtioBlk<T> {
             irq_control: options.irq_control,
             routing: options.routing,
             kick_batch: usize::from(options.kick_batch.max(1)),
+            mask_irqs: AtomicBool::new(false),
             interrupts_on: AtomicBool::new(false),
             broken: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
@@ -301,12 +305,21 @@ impl<T: Transport> VirtioBlk<T> {
         }
     }
 
+    /// The interrupt masking the locks need now: none while no interrupt can reach the driver.
+    fn irq(&self) -> Option<&'static dyn IrqControl> {
+        if self.mask_irqs.load(Ordering::Acquire) {
+            self.irq_control
+        } else {
+            None
+        }
+    }
+
     fn lock_queue<'a>(&'a self, q: &'a HwQueue) -> Locked<'a, QueueState> {
-        Locked::new(&q.state, self.irq_control)
+        Locked::new(&q.state, self.irq())
     }
 
     fn lock_transport(&self) -> Locked<'_, T> {
-        Locked::new(&self.transport, self.irq_control)
+        Locked::new(&self.transport, self.irq())
     }
 
     fn key(&self) -> usize {
@@ -420,6 +433,13 @@ impl<T: Transport> VirtioBlk<T> {
         if self.irq_control.is_none() || messages.is_empty() {
             return Err(Errno::EINVAL);
         }
+        // From now on every lock is taken with interrupts masked. Taking each lock once more
+        // waits out any holder (on another CPU) that took it unmasked; only then can an
+        // interrupt reach a handler that takes them.
+        self.mask_irqs.store(true, Ordering::SeqCst);
+        for q in self.queues.iter() {
+            drop(self.lock_queue(q));
+        }
         {
             let _transport = self.lock_transport();
             for (i, q) in self.queues.iter().enumerate() {
@@ -427,6 +447,8 @@ impl<T: Transport> VirtioBlk<T> {
                     for undo in &self.queues[..=i] {
                         let _ = routing.route(undo.index, None);
                     }
+                    drop(_transport);
+                    self.mask_irqs.store(false, Ordering::SeqCst);
                     return Err(e);
                 }
             }
@@ -440,7 +462,7 @@ impl<T: Transport> VirtioBlk<T> {
 
     /// Switches interrupts off again (completion by polling only).
     pub fn disable_interrupts(&self) {
-        self.interrupts_on.store(false, Ordering::Release);
+        self.interrupts_on.store(false, Ordering::SeqCst);
         for q in self.queues.iter() {
             self.lock_queue(q).set_interrupts(false);
         }
@@ -450,11 +472,17 @@ impl<T: Transport> VirtioBlk<T> {
                 let _ = routing.route(q.index, None);
             }
         }
+        // A message already on its way finds `interrupts_on` false and takes no lock.
+        self.mask_irqs.store(false, Ordering::SeqCst);
     }
 
     /// The interrupt handler's work for queue `queue`: reaps it and runs its completions (in
-    /// interrupt context). Returns how many bios completed.
+    /// interrupt context). Returns how many bios completed; does nothing (and takes no lock)
+    /// unless interrupts are enabled.
     pub fn handle_interrupt(&self, queue: usize) -> usize {
+        if !self.interrupts_on.load(Ordering::SeqCst) {
+            return 0;
+        }
         let Some(q) = self.queues.get(queue) else { return 0 };
         q.counters.interrupts.fetch_add(1, Ordering::Relaxed);
         self.reap_queue(q, true)

@@ -4,9 +4,11 @@
 //! Polling needs none of this. A kernel that wants completions by interrupt gives the driver:
 //!
 //! - an [`IrqControl`] (at construction): how to mask and restore interrupts on the current
-//!   CPU. The driver masks around every queue and transport lock it takes, so an interrupt
-//!   handler that reaps a queue can never spin on a lock the code it interrupted holds (Linux:
-//!   `spin_lock_irqsave`);
+//!   CPU. While interrupts are routed to the driver it masks around every queue and transport
+//!   lock it takes, so an interrupt handler that reaps a queue can never spin on a lock the code
+//!   it interrupted holds (Linux: `spin_lock_irqsave`). While polling it does not mask at all;
+//!   switching interrupts on first turns masking on and then takes every lock once, so no
+//!   holder that took a lock unmasked remains when the first interrupt can arrive;
 //! - one [`MsiMessage`] per queue (at [`VirtioBlk::enable_interrupts`]): where the device's
 //!   message for that queue goes. The kernel's handler for it calls
 //!   [`VirtioBlk::handle_interrupt`], which reaps the queue and runs its completions in

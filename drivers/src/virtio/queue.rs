@@ -29,6 +29,7 @@
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -126,45 +127,41 @@ unsafe fn with_buffers<R>(
     let header: &[u8] = unsafe { core::slice::from_raw_parts(base.add(wire::OFF_HEADER), 16) };
     // SAFETY: as above; the status byte does not overlap the header.
     let status: &mut [u8] = unsafe { core::slice::from_raw_parts_mut(base.add(wire::OFF_STATUS), 1) };
-    // Plain arrays rather than a collection with a destructor: the chains' buffers must be
-    // borrowed for exactly as long as the lists themselves (virtio-drivers' `pop_used` takes
-    // both at one lifetime).
-    let mut ins: [&[u8]; MAX_CHAIN] = [&[]; MAX_CHAIN];
-    let mut outs: [&mut [u8]; MAX_CHAIN] = [(); MAX_CHAIN].map(|()| <&mut [u8]>::default());
-    let (mut n_in, mut n_out) = (1, 0);
-    ins[0] = header;
+    // Collections without a destructor (`ManuallyDrop`; references need none): the chain's
+    // buffers must be borrowed for exactly as long as the lists themselves (virtio-drivers'
+    // `pop_used` takes both at one lifetime), and a destructor would use them at scope end.
+    // heapless leaves unused capacity uninitialised, so building the lists costs nothing extra.
+    let mut ins: ManuallyDrop<heapless::Vec<&[u8], MAX_CHAIN>> = ManuallyDrop::new(heapless::Vec::new());
+    let mut outs: ManuallyDrop<heapless::Vec<&mut [u8], MAX_CHAIN>> = ManuallyDrop::new(heapless::Vec::new());
+    let _ = ins.push(header);
     // Validation bounds the segments to BIO_MAX_SEGMENTS = MAX_CHAIN - 2, so the lists fit.
     let segments = bio.map(|b| b.segments.as_slice()).unwrap_or(&[]);
     match step {
         Step::Flush => {}
         Step::Read => {
-            for s in segments.iter().take(MAX_CHAIN - 2) {
+            for s in segments {
                 // SAFETY: Segment::new's contract: valid, exclusively lent until completion.
-                outs[n_out] = unsafe { core::slice::from_raw_parts_mut(s.virt().as_ptr(), s.len() as usize) };
-                n_out += 1;
+                let _ = outs
+                    .push(unsafe { core::slice::from_raw_parts_mut(s.virt().as_ptr(), s.len() as usize) });
             }
         }
         Step::Write => {
-            for s in segments.iter().take(MAX_CHAIN - 2) {
+            for s in segments {
                 // SAFETY: Segment::new's contract: valid and unchanged until completion.
-                ins[n_in] = unsafe { core::slice::from_raw_parts(s.virt().as_ptr(), s.len() as usize) };
-                n_in += 1;
+                let _ = ins.push(unsafe { core::slice::from_raw_parts(s.virt().as_ptr(), s.len() as usize) });
             }
         }
         Step::Discard | Step::WriteZeroes => {
             // SAFETY: the slot area, as for the header; the range field is disjoint from it.
-            ins[n_in] = unsafe { core::slice::from_raw_parts(base.add(wire::OFF_RANGE), 16) };
-            n_in += 1;
+            let _ = ins.push(unsafe { core::slice::from_raw_parts(base.add(wire::OFF_RANGE), 16) });
         }
         Step::GetId => {
             // SAFETY: the slot area; the id field is disjoint from header and status.
-            outs[n_out] = unsafe { core::slice::from_raw_parts_mut(base.add(wire::OFF_ID), ID_BYTES) };
-            n_out += 1;
+            let _ = outs.push(unsafe { core::slice::from_raw_parts_mut(base.add(wire::OFF_ID), ID_BYTES) });
         }
     }
-    outs[n_out] = status;
-    n_out += 1;
-    f(&ins[..n_in], &mut outs[..n_out])
+    let _ = outs.push(status);
+    f(&ins, &mut outs)
 }
 
 /// Writes `step`'s header (and range) into `area`, marks the status unwritten and adds the
@@ -283,18 +280,6 @@ impl QueueState {
         self.ring.should_notify()
     }
 
-    /// Posts `step` of `slot` (whose bio, if any, is `bio`); records the token.
-    fn post(&mut self, slot: u16, step: Step, bio: Option<&Bio>) -> core::result::Result<(), PostError> {
-        let area = self.area(slot);
-        match post_chain(&mut *self.ring, &mut self.by_token, slot, area, step, bio) {
-            Ok(_) => {
-                self.unkicked += 1;
-                Ok(())
-            }
-            Err(e) => Err(self.post_failed(e)),
-        }
-    }
-
     fn post_failed(&mut self, e: PostError) -> PostError {
         if e == PostError::Broken {
             self.broken = true;
@@ -322,8 +307,9 @@ impl QueueState {
         }
     }
 
-    /// Starts the owner in `owner` with `plan` (non-empty) in a free slot, taking it out of
-    /// `owner` on success (it stays there on failure, so the bio is moved only once).
+    /// Starts the owner in `owner` with `plan` (non-empty) in a free slot, moving it into the
+    /// slot on success (it is given back on failure). The slot keeps the bio in place until it
+    /// completes: a bio is large (its segments are inline), so it is moved exactly once here.
     pub(crate) fn start(
         &mut self,
         owner: &mut Option<Owner>,
@@ -332,55 +318,51 @@ impl QueueState {
         if self.broken {
             return Err(PostError::Failed(Errno::EIO));
         }
-        let Some(step) = plan.current() else { return Err(PostError::Failed(Errno::EINVAL)) };
+        if plan.current().is_none() || owner.is_none() {
+            return Err(PostError::Failed(Errno::EINVAL));
+        }
         if !self.stalled.is_empty() {
             // Older requests wait for descriptors first.
             return Err(PostError::RingFull);
         }
-        let bio = match owner {
-            Some(Owner::Bio(b)) => Some(&*b),
-            Some(Owner::GetId) => None,
-            None => return Err(PostError::Failed(Errno::EINVAL)),
-        };
         let Some(slot) = self.free.pop() else { return Err(PostError::NoSlot) };
-        match self.post(slot, step, bio) {
-            Ok(()) => {
-                let s = &mut self.slots[slot as usize];
-                s.owner = owner.take();
-                s.plan = plan;
-                Ok(())
-            }
+        let s = &mut self.slots[slot as usize];
+        s.owner = owner.take();
+        s.plan = plan;
+        match self.post_owned(slot) {
+            Ok(()) => Ok(()),
             Err(e) => {
+                *owner = self.slots[slot as usize].owner.take();
                 let _ = self.free.push(slot);
                 Err(e)
             }
         }
     }
 
-    /// Finishes slot `slot` with `result`.
+    /// Finishes slot `slot` with `result`; the bio is dropped in place (only its completion
+    /// target leaves the slot).
     fn finish(&mut self, slot: u16, result: Result<()>) -> Reaped {
-        let owner = self.slots[slot as usize].owner.take();
-        let _ = self.free.push(slot);
-        match owner {
-            Some(Owner::Bio(bio)) => Reaped::Done(bio.end, result),
+        let area = self.area(slot);
+        let s = &mut self.slots[slot as usize];
+        let reaped = match &s.owner {
+            Some(Owner::Bio(bio)) => Reaped::Done(bio.end.clone(), result),
             Some(Owner::GetId) => {
                 let mut id = [0u8; ID_BYTES];
                 // SAFETY: the chain was popped: the device is done with the area.
                 unsafe {
-                    core::ptr::copy_nonoverlapping(
-                        self.area(slot).as_ptr().add(wire::OFF_ID),
-                        id.as_mut_ptr(),
-                        ID_BYTES,
-                    )
+                    core::ptr::copy_nonoverlapping(area.as_ptr().add(wire::OFF_ID), id.as_mut_ptr(), ID_BYTES)
                 };
                 self.id = Some(result.map(|()| id));
                 Reaped::Internal
             }
             None => {
                 self.broken = true;
-                Reaped::Broken
+                return Reaped::Broken;
             }
-        }
+        };
+        s.owner = None;
+        let _ = self.free.push(slot);
+        reaped
     }
 
     /// Posts the current step of `slot` after its previous step succeeded.
