@@ -25,6 +25,7 @@ use core::ptr::NonNull;
 
 use crate::errno::Result;
 
+pub mod bench;
 pub mod conformance;
 pub mod ramdisk;
 pub mod sync;
