@@ -12,6 +12,12 @@
 //! polling"). Completion is by polling ([`BlockDevice::poll`] reaps every busy queue) and,
 //! optionally, by interrupt ([`VirtioBlk::handle_interrupt`]).
 //!
+//! Doorbells are batched while polling: a queue's device is notified once
+//! [`Options::kick_batch`] chains are posted, or by the next `poll` (every waiter polls, so a
+//! lone bio is notified by its first wait). Under QEMU's TCG a doorbell is a synchronous trip
+//! into the device model, so batching is what makes queue depth pay; with interrupts on, every
+//! submission notifies (nobody may poll).
+//!
 //! Lock order: a queue lock, or the transport lock, never both (a queue's lock is released
 //! before the device is notified). With an [`IrqControl`] every lock is taken with interrupts
 //! masked. No lock is held while completions run; completions may submit again.
@@ -22,6 +28,7 @@
 //! |---|---|
 //! | `virtblk_probe` / `init_vq` | [`VirtioBlk::new`] |
 //! | `virtio_queue_rq` (+ `virtqueue_kick_prepare` / `notify`) | `BlockDevice::submit` |
+//! | doorbell at `bd->last` (end of a plugged batch) | every `kick_batch` chains, or the next `poll` |
 //! | `blk_mq_map_queues` (CPU -> hctx) | round-robin over queues with a free slot |
 //! | `virtblk_poll` / `virtblk_done` | `BlockDevice::poll` / [`VirtioBlk::handle_interrupt`] |
 //! | `virtblk_get_id` (sysfs `serial`) | [`VirtioBlk::serial`], read once at probe |
@@ -42,12 +49,19 @@ use virtio_drivers::{BufferDirection, Hal};
 
 use super::config::{derive_info, BlkConfig, BlkFeatures, DRIVER_FEATURES};
 use super::irq::{InterruptRouting, IrqControl, Locked, MsiMessage};
-use super::queue::{HwQueue, Owner, PostError, QueueCounters, QueueState, Reaped};
+use super::queue::{Drained, HwQueue, PostError, QueueCounters, QueueState, Reaped, Request};
 use super::ring::{new_ring, pick_size};
 use super::wire::{Plan, Step, ID_BYTES, SLOT_DMA_BYTES};
-use crate::block::{validate, Bio, BioEnd, BioOp, BlockDevice, DeviceFeatures, DeviceInfo};
+use crate::block::{validate, Bio, BioEnd, BioOp, BlockDevice, DeviceFeatures, DeviceInfo, Segment};
 use crate::errno::{Errno, Result};
 use crate::platform::{wait_until, Platform, PAGE_SIZE};
+
+/// The parts of a bio the device needs, borrowed from it.
+struct BioParts<'a> {
+    sector: u64,
+    dataless_sectors: u64,
+    segments: &'a [Segment],
+}
 
 /// Completions handed to callbacks per lock hold (bounded stack use, no allocation).
 const REAP_BATCH: usize = 32;
@@ -337,7 +351,7 @@ impl<T: Transport> VirtioBlk<T> {
         let notify = {
             let mut st = self.lock_queue(q);
             st.id = None;
-            st.start(&mut Some(Owner::GetId), Plan::of(&[Step::GetId])).map_err(|e| match e {
+            st.start(Request::GetId, Plan::of(&[Step::GetId])).map_err(|e| match e {
                 PostError::Failed(e) => e,
                 _ => Errno::EBUSY,
             })?;
@@ -514,9 +528,14 @@ impl<T: Transport> VirtioBlk<T> {
         Ok(())
     }
 
-    /// Starts the owner in `owner` on some queue with a free slot, round-robin, and notifies
-    /// the device; on failure the owner stays in `owner`.
-    fn try_start(&self, owner: &mut Option<Owner>, plan: Plan) -> core::result::Result<(), PostError> {
+    /// Starts `bio`'s I/O on some queue with a free slot, round-robin, and notifies the device
+    /// when due; on success the completion has moved out of `end` into the slot.
+    fn try_start(
+        &self,
+        bio: &BioParts<'_>,
+        end: &mut Option<BioEnd>,
+        plan: Plan,
+    ) -> core::result::Result<(), PostError> {
         let n = self.queues.len();
         let first = self.next_queue.fetch_add(1, Ordering::Relaxed) % n;
         let mut why = PostError::NoSlot;
@@ -527,7 +546,13 @@ impl<T: Transport> VirtioBlk<T> {
             }
             let started = {
                 let mut st = self.lock_queue(q);
-                let r = st.start(owner, plan).map(|()| {
+                let request = Request::Bio {
+                    sector: bio.sector,
+                    dataless_sectors: bio.dataless_sectors,
+                    segments: bio.segments,
+                    end: &mut *end,
+                };
+                let r = st.start(request, plan).map(|()| {
                     let now = self.interrupts_enabled() || st.unkicked() >= self.kick_batch;
                     now && st.kick_prepare()
                 });
@@ -638,11 +663,11 @@ impl<T: Transport> VirtioBlk<T> {
                     let mut st = self.lock_queue(q);
                     st.broken = true;
                     let mut had_id = false;
-                    st.drain_some(REAP_BATCH, |owner| match owner {
-                        Owner::Bio(bio) => {
-                            let _ = batch.push((bio.end, Err(Errno::EIO)));
+                    st.drain_some(REAP_BATCH, |drained| match drained {
+                        Drained::Bio(end) => {
+                            let _ = batch.push((end, Err(Errno::EIO)));
                         }
-                        Owner::GetId => had_id = true,
+                        Drained::GetId => had_id = true,
                     });
                     if had_id {
                         st.id = Some(Err(Errno::EIO));
@@ -694,9 +719,13 @@ impl<T: Transport + Send> BlockDevice for VirtioBlk<T> {
         }
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let mut owner = Some(Owner::Bio(bio));
+        // The bio's position and segments are borrowed (the slot copies the segments in use);
+        // only its completion moves. A bio is never moved whole: it is 1.6 KiB.
+        let parts =
+            BioParts { sector: bio.sector, dataless_sectors: bio.dataless_sectors, segments: &bio.segments };
+        let mut end = Some(bio.end);
         loop {
-            match self.try_start(&mut owner, plan) {
+            match self.try_start(&parts, &mut end, plan) {
                 Ok(()) => return,
                 Err(PostError::NoSlot | PostError::RingFull) => {
                     self.counters.room_waits.fetch_add(1, Ordering::Relaxed);
@@ -719,8 +748,8 @@ impl<T: Transport + Send> BlockDevice for VirtioBlk<T> {
                         _ => Errno::EIO,
                     };
                     self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                    if let Some(Owner::Bio(bio)) = owner {
-                        bio.end.complete(Err(e));
+                    if let Some(end) = end.take() {
+                        end.complete(Err(e));
                     }
                     return;
                 }

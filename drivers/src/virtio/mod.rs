@@ -11,7 +11,11 @@
 //!   write + flush, PREFLUSH, DISCARD and WRITE_ZEROES when offered, GET_ID (the serial names
 //!   the disk), `BLK_SIZE` and topology;
 //! - completion by polling the used rings ([`BlockDevice::poll`](crate::block::BlockDevice)),
-//!   or by interrupt as an option ([`VirtioBlk::enable_interrupts`], MSI-X on PCI).
+//!   with doorbells batched ([`Options::kick_batch`]), or by interrupt as an option
+//!   ([`VirtioBlk::enable_interrupts`], MSI-X on PCI);
+//! - no allocation per request in the driver: request slots (with a copy of the segments in
+//!   use, never the whole 1.6 KiB bio) and completion batches are fixed-size, `heapless` where
+//!   the size is static. virtio-drivers' indirect tables are the exception (see the notes).
 //!
 //! It is a *strict* [`BlockDevice`](crate::block::BlockDevice): bios beyond its limits fail with
 //! `EINVAL` (a `Queue` in front splits and merges). DMA memory for the driver's own headers

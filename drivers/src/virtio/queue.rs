@@ -35,7 +35,7 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::ring::{Ring, MAX_QUEUE_SIZE};
 use super::wire::{self, Plan, Step, ID_BYTES, SLOT_DMA_BYTES};
-use crate::block::{Bio, BioEnd, BIO_MAX_SEGMENTS};
+use crate::block::{BioEnd, Segment, BIO_MAX_SEGMENTS};
 use crate::errno::{Errno, Result};
 use crate::platform::PageRun;
 
@@ -43,20 +43,61 @@ use crate::platform::PageRun;
 const MAX_CHAIN: usize = BIO_MAX_SEGMENTS + 2;
 const NO_SLOT: u16 = u16::MAX;
 
-/// Who a slot works for.
-// Boxing the bio would allocate per request; the small variant is the rare probe-time one.
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum Owner {
-    /// A bio from `BlockDevice::submit`.
-    Bio(Bio),
+/// What a slot is asked to carry.
+pub(crate) enum Request<'a> {
+    /// A bio's I/O: its position, its segments, and its completion (taken on success).
+    Bio {
+        /// Start sector.
+        sector: u64,
+        /// Length of a DISCARD / WRITE_ZEROES.
+        dataless_sectors: u64,
+        /// Data segments.
+        segments: &'a [Segment],
+        /// The completion; moved into the slot when the request starts.
+        end: &'a mut Option<BioEnd>,
+    },
     /// The driver's own GET_ID at probe time.
     GetId,
 }
 
-/// One request slot.
+/// Who a slot works for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    Bio,
+    GetId,
+}
+
+/// What `drain_some` hands back for a slot cut short by a device reset.
+pub(crate) enum Drained {
+    /// A bio's completion.
+    Bio(BioEnd),
+    /// The driver's GET_ID.
+    GetId,
+}
+
+/// One request slot. It keeps a copy of what the device needs of the bio (position and the
+/// segments in use: a bio is 1.6 KiB with its inline segment array, so it is never moved whole)
+/// and the bio's completion.
 pub(crate) struct Slot {
     owner: Option<Owner>,
+    end: Option<BioEnd>,
+    sector: u64,
+    dataless_sectors: u64,
+    segments: heapless::Vec<Segment, BIO_MAX_SEGMENTS>,
     plan: Plan,
+}
+
+impl Slot {
+    fn empty() -> Self {
+        Slot {
+            owner: None,
+            end: None,
+            sector: 0,
+            dataless_sectors: 0,
+            segments: heapless::Vec::new(),
+            plan: Plan::of(&[]),
+        }
+    }
 }
 
 /// Why a request could not be posted.
@@ -112,12 +153,12 @@ unsafe impl Send for QueueState {}
 ///
 /// # Safety
 ///
-/// `area` is a live slot DMA area, `bio` (for data steps) owns its segments' memory until the
+/// `area` is a live slot DMA area, `segments` (for data steps) are lent to the device until the
 /// step's chain is popped, and nothing else accesses these buffers while `f` runs.
 unsafe fn with_buffers<R>(
     area: NonNull<u8>,
     step: Step,
-    bio: Option<&Bio>,
+    segments: &[Segment],
     f: impl for<'s> FnOnce(&'s [&'s [u8]], &'s mut [&'s mut [u8]]) -> R,
 ) -> R {
     let base = area.as_ptr();
@@ -134,8 +175,7 @@ unsafe fn with_buffers<R>(
     let mut ins: ManuallyDrop<heapless::Vec<&[u8], MAX_CHAIN>> = ManuallyDrop::new(heapless::Vec::new());
     let mut outs: ManuallyDrop<heapless::Vec<&mut [u8], MAX_CHAIN>> = ManuallyDrop::new(heapless::Vec::new());
     let _ = ins.push(header);
-    // Validation bounds the segments to BIO_MAX_SEGMENTS = MAX_CHAIN - 2, so the lists fit.
-    let segments = bio.map(|b| b.segments.as_slice()).unwrap_or(&[]);
+    // Segments are at most BIO_MAX_SEGMENTS = MAX_CHAIN - 2, so the lists fit.
     match step {
         Step::Flush => {}
         Step::Read => {
@@ -164,24 +204,22 @@ unsafe fn with_buffers<R>(
     f(&ins, &mut outs)
 }
 
-/// Writes `step`'s header (and range) into `area`, marks the status unwritten and adds the
-/// chain to `ring`; records `slot` under the returned token in `by_token`.
+/// Writes `step`'s header (and range) for slot `s` into `area`, marks the status unwritten and
+/// adds the chain to `ring`; records `slot` under the returned token in `by_token`.
 fn post_chain(
     ring: &mut dyn Ring,
     by_token: &mut [u16],
     slot: u16,
     area: NonNull<u8>,
     step: Step,
-    bio: Option<&Bio>,
+    s: &Slot,
 ) -> core::result::Result<u16, PostError> {
-    let sector = bio.map(|b| b.sector).unwrap_or(0);
-    let header = wire::encode_header(step.kind(), if step.uses_sector() { sector } else { 0 });
-    let range = match (step, bio) {
-        (Step::Discard | Step::WriteZeroes, Some(b)) => {
-            let n = u32::try_from(b.dataless_sectors).map_err(|_| PostError::Failed(Errno::EINVAL))?;
-            Some(wire::encode_range(b.sector, n, false))
+    let header = wire::encode_header(step.kind(), if step.uses_sector() { s.sector } else { 0 });
+    let range = match step {
+        Step::Discard | Step::WriteZeroes => {
+            let n = u32::try_from(s.dataless_sectors).map_err(|_| PostError::Failed(Errno::EINVAL))?;
+            Some(wire::encode_range(s.sector, n, false))
         }
-        (Step::Discard | Step::WriteZeroes, None) => return Err(PostError::Failed(Errno::EINVAL)),
         _ => None,
     };
     // SAFETY: the slot's DMA area is ours (none of its chains is posted) and SLOT_DMA_BYTES long.
@@ -192,10 +230,10 @@ fn post_chain(
         }
         core::ptr::write_volatile(area.as_ptr().add(wire::OFF_STATUS), wire::S_UNWRITTEN);
     }
-    // SAFETY: the area is this slot's; the bio is owned by the slot (or becomes so on success)
-    // and keeps its segment memory valid until completion per Segment::new's contract; the
-    // chain is popped with the same buffers in `reap_one`.
-    let added = unsafe { with_buffers(area, step, bio, |i, o| ring.add(i, o)) };
+    // SAFETY: the area is this slot's; the segments' memory is lent to the device until the
+    // bio completes (Segment::new's contract); the chain is popped with the same buffers in
+    // `reap_one`.
+    let added = unsafe { with_buffers(area, step, &s.segments, |i, o| ring.add(i, o)) };
     match added {
         Ok(token) => match by_token.get_mut(token as usize) {
             Some(t) if *t == NO_SLOT => {
@@ -225,7 +263,7 @@ impl QueueState {
         }
         let mut slots = Vec::new();
         slots.try_reserve_exact(size).map_err(|_| Errno::ENOMEM)?;
-        slots.extend((0..size).map(|_| Slot { owner: None, plan: Plan::of(&[]) }));
+        slots.extend((0..size).map(|_| Slot::empty()));
         let mut by_token = Vec::new();
         by_token.try_reserve_exact(size).map_err(|_| Errno::ENOMEM)?;
         by_token.resize(size, NO_SLOT);
@@ -288,17 +326,13 @@ impl QueueState {
         e
     }
 
-    /// Posts the current step of `slot`, whose owner stays in the slot.
+    /// Posts the current step of `slot`.
     fn post_owned(&mut self, slot: u16) -> core::result::Result<(), PostError> {
         let area = self.area(slot);
         let QueueState { ring, slots, by_token, .. } = &mut *self;
         let s = &slots[slot as usize];
         let Some(step) = s.plan.current() else { return Err(PostError::Failed(Errno::EIO)) };
-        let bio = match &s.owner {
-            Some(Owner::Bio(b)) => Some(b),
-            _ => None,
-        };
-        match post_chain(&mut **ring, by_token, slot, area, step, bio) {
+        match post_chain(&mut **ring, by_token, slot, area, step, s) {
             Ok(_) => {
                 self.unkicked += 1;
                 Ok(())
@@ -307,18 +341,13 @@ impl QueueState {
         }
     }
 
-    /// Starts the owner in `owner` with `plan` (non-empty) in a free slot, moving it into the
-    /// slot on success (it is given back on failure). The slot keeps the bio in place until it
-    /// completes: a bio is large (its segments are inline), so it is moved exactly once here.
-    pub(crate) fn start(
-        &mut self,
-        owner: &mut Option<Owner>,
-        plan: Plan,
-    ) -> core::result::Result<(), PostError> {
+    /// Starts `request` with `plan` (non-empty) in a free slot. On success a bio's completion
+    /// has moved into the slot (on failure it is still in the request).
+    pub(crate) fn start(&mut self, request: Request<'_>, plan: Plan) -> core::result::Result<(), PostError> {
         if self.broken {
             return Err(PostError::Failed(Errno::EIO));
         }
-        if plan.current().is_none() || owner.is_none() {
+        if plan.current().is_none() {
             return Err(PostError::Failed(Errno::EINVAL));
         }
         if !self.stalled.is_empty() {
@@ -327,26 +356,47 @@ impl QueueState {
         }
         let Some(slot) = self.free.pop() else { return Err(PostError::NoSlot) };
         let s = &mut self.slots[slot as usize];
-        s.owner = owner.take();
         s.plan = plan;
+        s.segments.clear();
+        let end = match request {
+            Request::Bio { sector, dataless_sectors, segments, end } => {
+                s.owner = Some(Owner::Bio);
+                s.sector = sector;
+                s.dataless_sectors = dataless_sectors;
+                // Validation bounds the count to the slot's capacity.
+                let _ = s.segments.extend_from_slice(segments);
+                Some(end)
+            }
+            Request::GetId => {
+                s.owner = Some(Owner::GetId);
+                s.sector = 0;
+                s.dataless_sectors = 0;
+                None
+            }
+        };
         match self.post_owned(slot) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                if let Some(end) = end {
+                    self.slots[slot as usize].end = end.take();
+                }
+                Ok(())
+            }
             Err(e) => {
-                *owner = self.slots[slot as usize].owner.take();
+                self.slots[slot as usize].owner = None;
                 let _ = self.free.push(slot);
                 Err(e)
             }
         }
     }
 
-    /// Finishes slot `slot` with `result`; the bio is dropped in place (only its completion
-    /// target leaves the slot).
+    /// Finishes slot `slot` with `result`: hands back the bio's completion (or records the
+    /// GET_ID answer) and frees the slot.
     fn finish(&mut self, slot: u16, result: Result<()>) -> Reaped {
         let area = self.area(slot);
         let s = &mut self.slots[slot as usize];
-        let reaped = match &s.owner {
-            Some(Owner::Bio(bio)) => Reaped::Done(bio.end.clone(), result),
-            Some(Owner::GetId) => {
+        let reaped = match (s.owner.take(), s.end.take()) {
+            (Some(Owner::Bio), Some(end)) => Reaped::Done(end, result),
+            (Some(Owner::GetId), _) => {
                 let mut id = [0u8; ID_BYTES];
                 // SAFETY: the chain was popped: the device is done with the area.
                 unsafe {
@@ -355,12 +405,12 @@ impl QueueState {
                 self.id = Some(result.map(|()| id));
                 Reaped::Internal
             }
-            None => {
+            _ => {
                 self.broken = true;
                 return Reaped::Broken;
             }
         };
-        s.owner = None;
+        s.segments.clear();
         let _ = self.free.push(slot);
         reaped
     }
@@ -417,12 +467,9 @@ impl QueueState {
         };
         let area = self.area(slot);
         let QueueState { ring, slots, .. } = self;
-        let bio = match &slots[slot as usize].owner {
-            Some(Owner::Bio(b)) => Some(b),
-            _ => None,
-        };
-        // SAFETY: the same area, step and bio the chain was posted with.
-        let popped = unsafe { with_buffers(area, step, bio, |i, o| ring.pop_used(token, i, o)) };
+        let segments = &slots[slot as usize].segments;
+        // SAFETY: the same area, step and segments the chain was posted with.
+        let popped = unsafe { with_buffers(area, step, segments, |i, o| ring.pop_used(token, i, o)) };
         if popped.is_err() {
             self.broken = true;
             return Some(Reaped::Broken);
@@ -438,20 +485,27 @@ impl QueueState {
         Some(self.continue_slot(slot))
     }
 
-    /// Takes up to `max` owners still in slots (after the device was reset), freeing their
+    /// Takes up to `max` requests still in slots (after the device was reset), freeing their
     /// slots; returns how many.
-    pub(crate) fn drain_some(&mut self, max: usize, mut f: impl FnMut(Owner)) -> usize {
+    pub(crate) fn drain_some(&mut self, max: usize, mut f: impl FnMut(Drained)) -> usize {
         self.stalled.clear();
         let mut n = 0;
         for i in 0..self.slots.len() {
             if n == max {
                 break;
             }
-            if let Some(owner) = self.slots[i].owner.take() {
-                let _ = self.free.push(i as u16);
-                f(owner);
-                n += 1;
+            let s = &mut self.slots[i];
+            let Some(owner) = s.owner.take() else { continue };
+            let end = s.end.take();
+            s.segments.clear();
+            let _ = self.free.push(i as u16);
+            match (owner, end) {
+                (Owner::Bio, Some(end)) => f(Drained::Bio(end)),
+                (Owner::GetId, _) => f(Drained::GetId),
+                // A bio slot without its completion cannot happen (start moves both in).
+                (Owner::Bio, None) => {}
             }
+            n += 1;
         }
         if self.busy() == 0 {
             self.by_token.fill(NO_SLOT);
