@@ -26,7 +26,7 @@
 //!
 //! | Linux | here |
 //! |---|---|
-//! | `spin_lock_irqsave` / `spin_unlock_irqrestore` | [`IrqGuard`] over [`IrqControl`] |
+//! | `spin_lock_irqsave` / `spin_unlock_irqrestore` | `IrqGuard` over [`IrqControl`] |
 //! | `vp_find_vqs_msix`, one vector per queue + one for config | [`InterruptRouting::route`], entry `queue + 1` |
 //! | `vp_vring_interrupt` -> `virtblk_done` | [`VirtioBlk::handle_interrupt`] |
 //!

@@ -1,17 +1,17 @@
 //! The virtio-blk request format, and the plan that turns one bio into device requests.
 //!
 //! Owns: the request header / discard-range / status encodings (virtio 1.2, 5.2.6), the layout
-//! of the small DMA area each request slot owns, and [`Plan`]: the ordered device requests one
+//! of the small DMA area each request slot owns, and `Plan`: the ordered device requests one
 //! bio needs (PREFLUSH -> data -> post-flush for FUA). No locks: plain data.
 //!
 //! # Linux <-> here
 //!
 //! | Linux (`virtio_blk.c`, `blk-flush.c`) | here |
 //! |---|---|
-//! | `struct virtio_blk_outhdr` | [`encode_header`] |
-//! | `struct virtio_blk_discard_write_zeroes` | [`encode_range`] |
-//! | `virtblk_result()` (status byte -> `blk_status_t`) | [`status_to_result`] |
-//! | `blk-flush.c` PREFLUSH / DATA / POSTFLUSH sequence | [`Plan`] (inside the driver) |
+//! | `struct virtio_blk_outhdr` | `encode_header` |
+//! | `struct virtio_blk_discard_write_zeroes` | `encode_range` |
+//! | `virtblk_result()` (status byte -> `blk_status_t`) | `status_to_result` |
+//! | `blk-flush.c` PREFLUSH / DATA / POSTFLUSH sequence | `Plan` (inside the driver) |
 //!
 //! Deliberate deviation: Linux keeps the flush sequence in the block layer and never sends a
 //! PREFLUSH/FUA bio to virtio-blk with `VIRTIO_BLK_F_FLUSH`-only devices without first
