@@ -15,7 +15,8 @@
 //!   interrupt context.
 //!
 //! An [`InterruptRouting`] programs the messages into the device (PCI MSI-X:
-//! [`PciMsix`](super::pci::PciMsix)).
+//! [`PciMsix`](super::pci::PciMsix)). This file also holds [`VirtioBlk`]'s interrupt methods:
+//! switching the option on and off, and the handler's work.
 //!
 //! Lock order: transport lock, then (inside [`InterruptRouting::route`]) the routing's own
 //! configuration-access lock. Completion callbacks that run in interrupt context must be
@@ -36,7 +37,12 @@
 //! [`VirtioBlk::enable_interrupts`]: super::VirtioBlk::enable_interrupts
 //! [`VirtioBlk::handle_interrupt`]: super::VirtioBlk::handle_interrupt
 
-use crate::errno::Result;
+use core::sync::atomic::Ordering;
+
+use virtio_drivers::transport::Transport;
+
+use super::device::VirtioBlk;
+use crate::errno::{Errno, Result};
 
 /// Masks and restores interrupts on the current CPU (the kernel's `local_irq_save`).
 pub trait IrqControl: Send + Sync {
@@ -108,6 +114,77 @@ impl<T> core::ops::Deref for Locked<'_, T> {
 impl<T> core::ops::DerefMut for Locked<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.guard
+    }
+}
+
+impl<T: Transport> VirtioBlk<T> {
+    /// True while completions are signalled by interrupt.
+    pub fn interrupts_enabled(&self) -> bool {
+        self.interrupts_on.load(Ordering::Acquire)
+    }
+
+    /// Switches on interrupt-driven completion: queue `i` signals `messages[i % len]`. Needs
+    /// [`Options::irq_control`](super::Options::irq_control) and
+    /// [`Options::routing`](super::Options::routing) (`EOPNOTSUPP` without routing, `EINVAL`
+    /// without interrupt control or messages). Polling keeps working alongside.
+    pub fn enable_interrupts(&self, messages: &[MsiMessage]) -> Result<()> {
+        let routing = self.routing.as_ref().ok_or(Errno::EOPNOTSUPP)?;
+        if self.irq_control.is_none() || messages.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        // From now on every lock is taken with interrupts masked. Taking each lock once more
+        // waits out any holder (on another CPU) that took it unmasked; only then can an
+        // interrupt reach a handler that takes them.
+        self.mask_irqs.store(true, Ordering::SeqCst);
+        for q in self.queues.iter() {
+            drop(self.lock_queue(q));
+        }
+        {
+            let _transport = self.lock_transport();
+            for (i, q) in self.queues.iter().enumerate() {
+                if let Err(e) = routing.route(q.index, Some(messages[i % messages.len()])) {
+                    for undo in &self.queues[..=i] {
+                        let _ = routing.route(undo.index, None);
+                    }
+                    drop(_transport);
+                    self.mask_irqs.store(false, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
+        for q in self.queues.iter() {
+            self.lock_queue(q).set_interrupts(true);
+        }
+        self.interrupts_on.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Switches interrupts off again (completion by polling only).
+    pub fn disable_interrupts(&self) {
+        self.interrupts_on.store(false, Ordering::SeqCst);
+        for q in self.queues.iter() {
+            self.lock_queue(q).set_interrupts(false);
+        }
+        if let Some(routing) = &self.routing {
+            let _transport = self.lock_transport();
+            for q in self.queues.iter() {
+                let _ = routing.route(q.index, None);
+            }
+        }
+        // A message already on its way finds `interrupts_on` false and takes no lock.
+        self.mask_irqs.store(false, Ordering::SeqCst);
+    }
+
+    /// The interrupt handler's work for queue `queue`: reaps it and runs its completions (in
+    /// interrupt context). Returns how many bios completed; does nothing (and takes no lock)
+    /// unless interrupts are enabled.
+    pub fn handle_interrupt(&self, queue: usize) -> usize {
+        if !self.interrupts_on.load(Ordering::SeqCst) {
+            return 0;
+        }
+        let Some(q) = self.queues.get(queue) else { return 0 };
+        q.counters.interrupts.fetch_add(1, Ordering::Relaxed);
+        self.reap_queue(q, true)
     }
 }
 

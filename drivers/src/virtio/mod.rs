@@ -25,8 +25,8 @@
 //!
 //! Files: [`config`] (features, configuration space, limits), [`wire`] (request format and the
 //! per-bio plan), `ring` (the virtqueue of a run-time size), `queue` (one hardware queue: slots
-//! and steps), [`device`] (setup and the `BlockDevice` implementation), [`irq`] (interrupt
-//! option), [`pci`] (PCI probe and MSI-X).
+//! and steps), [`setup`] (probe and options), [`device`] (the `BlockDevice` implementation
+//! across queues), [`irq`] (the interrupt option), [`pci`] (PCI probe and MSI-X).
 //!
 //! Lock order: a queue lock or the transport lock, never both; then `PciMsix`'s
 //! configuration lock inside the transport lock. Completions run with no lock held.
@@ -68,13 +68,15 @@ pub mod irq;
 pub mod pci;
 mod queue;
 mod ring;
+pub mod setup;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::{BlkConfig, BlkFeatures};
-pub use device::{Options, QueueStats, Stats, VirtioBlk};
+pub use device::{QueueStats, Stats, VirtioBlk};
 pub use irq::{InterruptRouting, IrqControl, MsiMessage};
 pub use pci::{probe, PciMsix};
 pub use ring::MAX_QUEUE_SIZE;
+pub use setup::Options;

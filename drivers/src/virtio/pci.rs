@@ -29,8 +29,9 @@ use virtio_drivers::transport::pci::bus::{ConfigurationAccess, DeviceFunction, P
 use virtio_drivers::transport::pci::PciTransport;
 use virtio_drivers::Hal;
 
-use super::device::{Options, VirtioBlk};
+use super::device::VirtioBlk;
 use super::irq::{InterruptRouting, MsiMessage};
+use super::setup::Options;
 use crate::errno::{Errno, Result};
 use crate::platform::Platform;
 

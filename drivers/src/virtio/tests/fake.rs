@@ -1,60 +1,22 @@
-//! A fake virtio-blk device for host tests: a `Transport` implementation plus a device model
-//! that walks the split virtqueues in (host) memory, with scripted completion order and faults.
+//! A fake virtio-blk device for host tests: a device model that walks the split virtqueues in
+//! (host) memory, with scripted completion order and faults (its transport is in `transport`).
 //!
 //! Physical addresses are host virtual addresses (the `TestHal` shares identity). The device
 //! runs either on a background thread ([`Fake::start_auto`]) or step by step from the test
 //! ([`Fake::consume`], [`Fake::complete`]).
 
-use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
-use virtio_drivers::{BufferDirection, Hal, PhysAddr};
-use zerocopy::{FromBytes, Immutable, IntoBytes};
+use virtio_drivers::transport::DeviceStatus;
+
+use super::transport::FakeTransport;
 
 use crate::virtio::config::BlkFeatures;
 use crate::virtio::wire::{
     S_IOERR, S_OK, S_UNSUPP, T_DISCARD, T_FLUSH, T_GET_ID, T_IN, T_OUT, T_WRITE_ZEROES,
 };
-
-/// virtio-drivers' Hal over the host allocator, identity "physical" addresses.
-pub struct TestHal;
-
-fn dma_layout(pages: usize) -> Layout {
-    Layout::from_size_align(pages.max(1) * 4096, 4096).expect("layout")
-}
-
-// SAFETY: allocations are zeroed, page aligned and exclusively owned; share is the identity,
-// which is what the fake device dereferences.
-unsafe impl Hal for TestHal {
-    fn dma_alloc(pages: usize, _dir: BufferDirection) -> (PhysAddr, NonNull<u8>) {
-        // SAFETY: non-zero size.
-        let p = unsafe { alloc_zeroed(dma_layout(pages)) };
-        match NonNull::new(p) {
-            Some(p) => (p.as_ptr() as u64, p),
-            None => (0, NonNull::dangling()),
-        }
-    }
-
-    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
-        // SAFETY: allocated by dma_alloc with the same page count.
-        unsafe { dealloc(vaddr.as_ptr(), dma_layout(pages)) };
-        0
-    }
-
-    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
-        NonNull::new(paddr as *mut u8).expect("non-null MMIO")
-    }
-
-    unsafe fn share(buffer: NonNull<[u8]>, _dir: BufferDirection) -> PhysAddr {
-        buffer.as_ptr() as *mut u8 as u64
-    }
-
-    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _dir: BufferDirection) {}
-}
 
 /// What the fake device offers.
 #[derive(Clone, Debug)]
@@ -142,15 +104,16 @@ pub struct Op {
 /// One buffer of a chain: address, length, device-writable.
 type Buf = (u64, u32, bool);
 
+/// One virtqueue as the driver set it up.
 #[derive(Clone, Copy, Default)]
-struct Vq {
-    size: u16,
-    desc: u64,
-    avail: u64,
-    used: u64,
-    enabled: bool,
-    last_avail: u16,
-    used_idx: u16,
+pub(super) struct Vq {
+    pub(super) size: u16,
+    pub(super) desc: u64,
+    pub(super) avail: u64,
+    pub(super) used: u64,
+    pub(super) enabled: bool,
+    pub(super) last_avail: u16,
+    pub(super) used_idx: u16,
 }
 
 struct Pending {
@@ -163,10 +126,10 @@ struct Pending {
 pub struct DevState {
     /// What it offers.
     pub cfg: FakeConfig,
-    status: DeviceStatus,
+    pub(super) status: DeviceStatus,
     /// Features the driver accepted.
     pub driver_features: u64,
-    vqs: Vec<Vq>,
+    pub(super) vqs: Vec<Vq>,
     /// The medium.
     pub disk: Vec<u8>,
     /// Every executed request, in execution order.
@@ -212,7 +175,7 @@ fn wr<T: Copy>(addr: u64, v: T) {
 }
 
 impl DevState {
-    fn config_bytes(&self) -> [u8; 64] {
+    pub(super) fn config_bytes(&self) -> [u8; 64] {
         let c = &self.cfg;
         let mut b = [0u8; 64];
         b[0..8].copy_from_slice(&c.sectors.to_le_bytes());
@@ -229,7 +192,7 @@ impl DevState {
         b
     }
 
-    fn offered(&self) -> u64 {
+    pub(super) fn offered(&self) -> u64 {
         let mut f = self.cfg.features;
         if self.cfg.queues > 1 {
             f |= BlkFeatures::MQ;
@@ -237,7 +200,7 @@ impl DevState {
         f.bits()
     }
 
-    fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.status = DeviceStatus::empty();
         for q in &mut self.vqs {
             *q = Vq::default();
@@ -495,7 +458,7 @@ impl Fake {
 
     /// A transport for the driver.
     pub fn transport(self: &Arc<Self>) -> FakeTransport {
-        FakeTransport { dev: self.clone() }
+        FakeTransport::new(self.clone())
     }
 
     /// Runs the device on a thread: everything available is executed and completed (in the
@@ -532,118 +495,5 @@ impl Fake {
 impl Drop for Fake {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
-    }
-}
-
-/// The transport the driver talks to.
-pub struct FakeTransport {
-    dev: Arc<Fake>,
-}
-
-impl Transport for FakeTransport {
-    fn device_type(&self) -> DeviceType {
-        DeviceType::Block
-    }
-
-    fn read_device_features(&mut self) -> u64 {
-        self.dev.state().offered()
-    }
-
-    fn write_driver_features(&mut self, driver_features: u64) {
-        self.dev.state().driver_features = driver_features;
-    }
-
-    fn max_queue_size(&mut self, queue: u16) -> u32 {
-        let st = self.dev.state();
-        if queue < st.cfg.queues {
-            u32::from(st.cfg.queue_size)
-        } else {
-            0
-        }
-    }
-
-    fn notify(&mut self, _queue: u16) {
-        let mut st = self.dev.state();
-        st.notifies += 1;
-        st.consume();
-        if !st.hold {
-            st.complete(usize::MAX);
-        }
-    }
-
-    fn get_status(&self) -> DeviceStatus {
-        self.dev.state().status
-    }
-
-    fn set_status(&mut self, status: DeviceStatus) {
-        let mut st = self.dev.state();
-        if status.is_empty() {
-            st.reset();
-        } else {
-            st.status = status;
-        }
-    }
-
-    fn set_guest_page_size(&mut self, _guest_page_size: u32) {}
-
-    fn requires_legacy_layout(&self) -> bool {
-        false
-    }
-
-    fn queue_set(
-        &mut self,
-        queue: u16,
-        size: u32,
-        descriptors: PhysAddr,
-        driver_area: PhysAddr,
-        device_area: PhysAddr,
-    ) {
-        let mut st = self.dev.state();
-        if let Some(q) = st.vqs.get_mut(queue as usize) {
-            *q = Vq {
-                size: size as u16,
-                desc: descriptors,
-                avail: driver_area,
-                used: device_area,
-                enabled: true,
-                last_avail: 0,
-                used_idx: 0,
-            };
-        }
-    }
-
-    fn queue_unset(&mut self, queue: u16) {
-        if let Some(q) = self.dev.state().vqs.get_mut(queue as usize) {
-            *q = Vq::default();
-        }
-    }
-
-    fn queue_used(&mut self, queue: u16) -> bool {
-        self.dev.state().vqs.get(queue as usize).is_some_and(|q| q.enabled)
-    }
-
-    fn ack_interrupt(&mut self) -> InterruptStatus {
-        InterruptStatus::empty()
-    }
-
-    fn read_config_generation(&self) -> u32 {
-        0
-    }
-
-    fn read_config_space<T: FromBytes + IntoBytes>(&self, offset: usize) -> virtio_drivers::Result<T> {
-        let bytes = self.dev.state().config_bytes();
-        let end = offset + std::mem::size_of::<T>();
-        if end > bytes.len() {
-            return Err(virtio_drivers::Error::ConfigSpaceTooSmall);
-        }
-        T::read_from_bytes(&bytes[offset..end]).map_err(|_| virtio_drivers::Error::InvalidParam)
-    }
-
-    fn write_config_space<T: IntoBytes + Immutable>(
-        &mut self,
-        _offset: usize,
-        _value: T,
-    ) -> virtio_drivers::Result<()> {
-        Err(virtio_drivers::Error::Unsupported)
     }
 }
