@@ -20,5 +20,7 @@ pub mod block;
 pub mod errno;
 pub mod platform;
 pub mod selftest;
+#[cfg(any(test, feature = "virtio"))]
+pub mod virtio;
 
 pub use errno::{Errno, Result};

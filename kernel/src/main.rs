@@ -14,9 +14,11 @@ extern crate alloc;
 #[macro_use]
 mod serial;
 mod arch;
+mod bench;
 mod boot;
 mod cmdline;
 mod demo;
+mod disks;
 mod exit;
 mod hal;
 mod io;
@@ -96,12 +98,27 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     }
     PCI.call_once(|| (cam, functions));
     let platform = platform::KernelPlatform::arc(&layout);
+    let found = disks::discover(&platform);
+    disks::describe(&found);
+    if cmd.mode == cmdline::Mode::Bench {
+        bench::run(&platform, found);
+    }
+    let installed = disks::install(found);
+    if cmd.blkirq {
+        for d in installed {
+            match disks::enable_interrupts(d) {
+                Ok(()) => println!("disk {}: completion by interrupt", d.name),
+                Err(e) => println!("disk {}: interrupts not available: {e}", d.name),
+            }
+        }
+    }
     match cmd.mode {
         cmdline::Mode::Test => {
-            let env = TestEnv::new(platform);
-            ktest::main(cmd.filter, &env, cmd.selfcheck)
+            let mut env = TestEnv::new(platform);
+            disks::add_to(&mut env, installed);
+            ktest::main(cmd.filter, &env, ktest::Tables { selfcheck: cmd.selfcheck, blkdebug: cmd.blkdebug })
         }
-        cmdline::Mode::Run | cmdline::Mode::Bench => demo::run(&platform),
+        cmdline::Mode::Run | cmdline::Mode::Bench => demo::run(&platform, installed),
     }
 }
 

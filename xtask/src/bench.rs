@@ -1,5 +1,9 @@
 //! `cargo xtask bench`: release builds; one line per figure, exactly
 //! `bench <name> <value> <unit>` (ratios measured in the same run: `bench <name>_vs_<base> <v> x`).
+//!
+//! Figures: `boot_ms` (QEMU start to the first kernel test), then the kernel's block benchmarks
+//! (kernel/src/bench.rs: Foliage's virtio-blk driver against virtio-drivers' `VirtIOBlk` on the
+//! same disk in the same boot), re-printed from the bench boot's console.
 
 use std::time::Duration;
 
@@ -42,10 +46,50 @@ fn boot_ms(o: &Options) -> Result<()> {
     Ok(())
 }
 
+/// Size of each bench disk (the kernel uses the first 256 MiB).
+const BENCH_DISK_MIB: u64 = 256;
+
+/// The block benchmarks: one boot in `mode=bench` with three identical disks, `bench0` (Foliage's
+/// driver), `bench1` (virtio-drivers' `VirtIOBlk`), `bench2` (Foliage's driver without indirect
+/// descriptors).
+fn block(o: &Options) -> Result<()> {
+    let kernel = build::kernel(Profile::Release, &[])?;
+    let m = Machine {
+        kernel,
+        append: "mode=bench".into(),
+        disks: ["bench0", "bench1", "bench2"]
+            .iter()
+            .map(|name| Ok(Disk::new(build::image(&format!("bench-{name}"), BENCH_DISK_MIB << 20)?, name)))
+            .collect::<Result<Vec<_>>>()?,
+        memory_mib: 1024,
+        accel: o.accel,
+    };
+    let out = qemu::run(&m, "bench-block", Duration::from_secs(o.timeout.as_secs().min(600)), false)?;
+    let mut figures = 0;
+    for line in &out.lines {
+        if line.starts_with("bench ") && line.split(' ').count() == 4 {
+            println!("{line}");
+            figures += 1;
+        } else if line.starts_with("bench") {
+            eprintln!("{line}");
+        }
+    }
+    if out.status != qemu::Status::Pass || figures == 0 {
+        return Err(format!(
+            "the block benchmark boot failed: {} (log: {})",
+            out.status.describe(),
+            out.log.display()
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// `cargo xtask bench [--accel kvm|tcg]`.
 pub fn cmd(args: &[String]) -> Result<()> {
     let o = Options::parse(args)?;
     qemu::ensure_qemu()?;
     boot_ms(&o)?;
+    block(&o)?;
     Ok(())
 }

@@ -33,11 +33,16 @@ pub fn kernel(profile: Profile, features: &[&str]) -> Result<PathBuf> {
     Ok(root().join("target").join(profile.name()).join("foliage-kernel"))
 }
 
-/// Creates (or re-creates, zeroed) a sparse raw image of `bytes` under `target/images/`.
-pub fn image(name: &str, bytes: u64) -> Result<PathBuf> {
+/// The directory for disk images and their side files (`target/images/`).
+pub fn image_dir() -> Result<PathBuf> {
     let dir = root().join("target/images");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}.img"));
+    Ok(dir)
+}
+
+/// Creates (or re-creates, zeroed) a sparse raw image of `bytes` under `target/images/`.
+pub fn image(name: &str, bytes: u64) -> Result<PathBuf> {
+    let path = image_dir()?.join(format!("{name}.img"));
     let f = std::fs::File::create(&path)?;
     f.set_len(bytes)?;
     Ok(path)

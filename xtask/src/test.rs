@@ -71,6 +71,43 @@ impl Options {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profile_filters_combine_with_the_users() {
+        let main = &PROFILES[0];
+        let blk = PROFILES.iter().find(|p| p.name == "kernel-blkdebug").unwrap();
+        assert_eq!(profile_filter(main, ""), Some(String::new()));
+        assert_eq!(profile_filter(main, "virtio::"), Some("virtio::".into()));
+        assert_eq!(profile_filter(blk, ""), Some("blkdebug::".into()));
+        assert_eq!(profile_filter(blk, "blkdebug"), Some("blkdebug::".into()));
+        assert_eq!(profile_filter(blk, "blkdebug::eio"), Some("blkdebug::eio".into()));
+        assert_eq!(profile_filter(blk, "virtio::"), None);
+    }
+
+    #[test]
+    fn read_only_pattern_matches_the_kernel_rule() {
+        let v = ro_pattern(4096);
+        assert_eq!(&v[..16], b"FOLIAGE-RO-IMAGE");
+        assert_eq!(v[16], 3 + 16);
+        assert_eq!(v[512], 7 + 3);
+        assert_eq!(v[513 + 512], (2 * 7 + 3 + 1) as u8);
+    }
+
+    #[test]
+    fn blkdebug_rules_count_writes_then_fail_once() {
+        assert_eq!(
+            blkdebug_fail_nth_write(3),
+            "[set-state]\nstate = \"1\"\nevent = \"pwritev\"\nnew_state = \"2\"\n\n\
+             [set-state]\nstate = \"2\"\nevent = \"pwritev\"\nnew_state = \"3\"\n\n\
+             [inject-error]\nstate = \"3\"\nevent = \"pwritev\"\nerrno = \"5\"\nonce = \"on\"\n"
+        );
+        assert_eq!(blkdebug_fail_nth_write(10).matches("[set-state]").count(), 9);
+    }
+}
+
 fn host_stage(filter: &str) -> Result<Tally> {
     println!("== host tests (cargo test, every crate but the kernel) ==");
     let mut c = cargo();
@@ -117,25 +154,140 @@ fn host_stage(filter: &str) -> Result<Tally> {
     Ok(t)
 }
 
+/// How a disk image starts out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fill {
+    /// Zeros (a fresh sparse file).
+    Zero,
+    /// The read-only test pattern: the 16-byte magic `FOLIAGE-RO-IMAGE`, then byte `i` is
+    /// `(i / 512) * 7 + 3 + i % 512` (mod 256). kernel/src/ktest/virtio_tests.rs checks it.
+    ReadOnlyPattern,
+}
+
+/// One disk of a test boot.
+pub struct DiskSpec {
+    /// The virtio serial (GET_ID): the kernel's name for the disk.
+    pub serial: &'static str,
+    /// Size in MiB.
+    pub mib: u64,
+    /// Extra virtio-blk-pci properties.
+    pub props: &'static str,
+    /// Attach read-only.
+    pub read_only: bool,
+    /// Put the image behind blkdebug, failing this write request (1-based) with EIO once.
+    pub fail_nth_write: Option<u32>,
+    /// Initial contents.
+    pub fill: Fill,
+}
+
+impl DiskSpec {
+    const fn plain(serial: &'static str, mib: u64, props: &'static str) -> Self {
+        Self { serial, mib, props, read_only: false, fail_nth_write: None, fill: Fill::Zero }
+    }
+}
+
 /// One kernel boot configuration for the test stage.
 pub struct KernelProfile {
     /// Name (log file, messages).
     pub name: &'static str,
     /// Extra kernel command-line words.
     pub append: &'static str,
-    /// Disks: (serial, size in MiB, virtio-blk properties).
-    pub disks: &'static [(&'static str, u64, &'static str)],
+    /// The tests this boot is for (a name substring), or every test when `None`.
+    pub filter: Option<&'static str>,
+    /// Disks, in PCI slot order.
+    pub disks: &'static [DiskSpec],
 }
 
+/// blkdebug rules that fail the `n`-th write request with EIO, once: states `1..n` count
+/// writes (`pwritev` fires once per write request on the blkdebug node), and the error rule is
+/// armed in state `n`.
+pub fn blkdebug_fail_nth_write(n: u32) -> String {
+    let mut rules = String::new();
+    for state in 1..n {
+        rules.push_str(&format!(
+            "[set-state]\nstate = \"{state}\"\nevent = \"pwritev\"\nnew_state = \"{}\"\n\n",
+            state + 1
+        ));
+    }
+    rules.push_str(&format!(
+        "[inject-error]\nstate = \"{n}\"\nevent = \"pwritev\"\nerrno = \"5\"\nonce = \"on\"\n"
+    ));
+    rules
+}
+
+/// The disks of the main test boot.
+const MAIN_DISKS: &[DiskSpec] = &[
+    DiskSpec::plain("scratch0", 64, ""),
+    DiskSpec::plain("scratch1", 16, ""),
+    DiskSpec::plain("mq", 16, "num-queues=4"),
+    DiskSpec::plain("lba4k", 16, "logical_block_size=4096,physical_block_size=4096"),
+    DiskSpec {
+        serial: "ro",
+        mib: 4,
+        props: "",
+        read_only: true,
+        fail_nth_write: None,
+        fill: Fill::ReadOnlyPattern,
+    },
+];
+
 /// The machines the kernel suites run on.
-pub const PROFILES: &[KernelProfile] =
-    &[KernelProfile { name: "kernel", append: "", disks: &[("scratch0", 64, "")] }];
+pub const PROFILES: &[KernelProfile] = &[
+    KernelProfile { name: "kernel", append: "", filter: None, disks: MAIN_DISKS },
+    KernelProfile {
+        name: "kernel-irq",
+        append: "blkirq",
+        filter: Some("conformance::"),
+        disks: &[DiskSpec::plain("scratch0", 64, "")],
+    },
+    KernelProfile {
+        name: "kernel-blkdebug",
+        append: "blkdebug",
+        filter: Some("blkdebug::"),
+        disks: &[DiskSpec {
+            serial: "faulty",
+            mib: 16,
+            props: "",
+            read_only: false,
+            // kernel/src/ktest/blkdebug_tests.rs expects the 10th write to fail.
+            fail_nth_write: Some(10),
+            fill: Fill::Zero,
+        }],
+    },
+];
+
+/// The kernel filter for profile `p` under the user's filter, or `None` to skip the boot.
+pub fn profile_filter(p: &KernelProfile, user: &str) -> Option<String> {
+    match p.filter {
+        None => Some(user.to_string()),
+        Some(pf) if user.is_empty() || pf.contains(user) => Some(pf.to_string()),
+        Some(pf) if user.contains(pf) => Some(user.to_string()),
+        Some(_) => None,
+    }
+}
+
+/// Writes the read-only pattern (see [`Fill::ReadOnlyPattern`]) of `bytes` bytes.
+fn ro_pattern(bytes: u64) -> Vec<u8> {
+    let mut v: Vec<u8> = (0..bytes).map(|i| ((i / 512) * 7 + 3 + i % 512) as u8).collect();
+    v[..16].copy_from_slice(b"FOLIAGE-RO-IMAGE");
+    v
+}
 
 fn machine(kernel: &std::path::Path, p: &KernelProfile, append: String, o: &Options) -> Result<Machine> {
     let mut disks = Vec::new();
-    for (serial, mib, props) in p.disks {
-        let mut d = Disk::new(build::image(&format!("{}-{serial}", p.name), mib << 20)?, serial);
-        d.props = props.to_string();
+    for spec in p.disks {
+        let image = build::image(&format!("{}-{}", p.name, spec.serial), spec.mib << 20)?;
+        if spec.fill == Fill::ReadOnlyPattern {
+            std::fs::write(&image, ro_pattern(spec.mib << 20))?;
+        }
+        let mut d = Disk::new(image, spec.serial);
+        d.props = spec.props.to_string();
+        d.read_only = spec.read_only;
+        if let Some(n) = spec.fail_nth_write {
+            let path = build::image_dir()?.join(format!("{}-{}.blkdebug.conf", p.name, spec.serial));
+            std::fs::write(&path, blkdebug_fail_nth_write(n))?;
+            d.blkdebug = Some(path);
+        }
         disks.push(d);
     }
     Ok(Machine { kernel: kernel.into(), append, disks, memory_mib: 1024, accel: o.accel })
@@ -181,9 +333,10 @@ fn kernel_stage(o: &Options) -> Result<Tally> {
     let kernel = build::kernel(Profile::Ktest, &[])?;
     let mut total = Tally::default();
     for p in PROFILES {
+        let Some(filter) = profile_filter(p, &o.filter) else { continue };
         let mut append = format!("mode=test {}", p.append);
-        if !o.filter.is_empty() {
-            append.push_str(&format!(" filter={}", o.filter));
+        if !filter.is_empty() {
+            append.push_str(&format!(" filter={filter}"));
         }
         let m = machine(&kernel, p, append, o)?;
         let outcome = qemu::run(&m, p.name, o.timeout, true)?;

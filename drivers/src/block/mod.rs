@@ -35,6 +35,8 @@ use core::ptr::NonNull;
 
 use crate::errno::Result;
 
+pub mod bench;
+pub mod conformance;
 pub mod crash;
 pub mod fault;
 pub mod prng;

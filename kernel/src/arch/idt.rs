@@ -246,7 +246,6 @@ pub fn init() {
 
 /// Registers `handler` for device interrupt vector `IRQ_BASE + index` (the interrupt-driven
 /// completion option of the virtio-blk driver wires this up).
-#[allow(dead_code)]
 pub fn set_irq_handler(index: usize, handler: fn()) -> bool {
     match IRQ_HANDLERS.get(index) {
         Some(slot) => {

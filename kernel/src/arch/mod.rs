@@ -1,6 +1,7 @@
 //! x86_64 CPU setup: the GDT with a TSS and IST stacks, the IDT and exception reporting, and
-//! small register helpers.
+//! small register helpers; the local APIC and MSI for device interrupts.
 
+pub mod apic;
 pub mod gdt;
 pub mod idt;
 

@@ -116,6 +116,46 @@ fn exception_breakpoint_reported(_: &TestEnv) -> TestResult {
     Ok(())
 }
 
+/// The C memory functions copy, move and fill exactly the bytes asked, at every length and
+/// alignment around the 32-byte block size, and leave their neighbours alone.
+fn memory_functions_exact(_: &TestEnv) -> TestResult {
+    use crate::libc::{memcpy, memmove, memset};
+    let pattern = |i: usize| (i * 131 + 7) as u8;
+    let fresh = || -> Vec<u8> { (0..512).map(pattern).collect() };
+    for n in (0..100).chain([255, 256, 257, 300]) {
+        for (da, sa) in [(0, 0), (1, 0), (0, 3), (5, 7), (8, 8), (31, 1)] {
+            let src = fresh();
+            let mut dst = vec![0xEEu8; 512];
+            // SAFETY: both buffers hold 512 bytes; offsets + n stay inside; no overlap.
+            unsafe { memcpy(dst.as_mut_ptr().add(da + 32), src.as_ptr().add(sa), n) };
+            for (i, &b) in dst.iter().enumerate() {
+                let want = if i >= da + 32 && i < da + 32 + n { pattern(i - da - 32 + sa) } else { 0xEE };
+                ensure_eq!(b, want, "memcpy n={n} da={da} sa={sa} byte {i}");
+            }
+            let mut buf = vec![0x11u8; 512];
+            // SAFETY: inside the buffer.
+            unsafe { memset(buf.as_mut_ptr().add(da + 16), 0x1A5, n) };
+            for (i, &b) in buf.iter().enumerate() {
+                let want = if i >= da + 16 && i < da + 16 + n { 0xA5 } else { 0x11 };
+                ensure_eq!(b, want, "memset n={n} at {da} byte {i}");
+            }
+        }
+        for shift in [-33i64, -32, -9, -1, 1, 8, 31, 32, 40] {
+            let mut buf = fresh();
+            let s = 128usize;
+            let d = (s as i64 + shift) as usize;
+            // SAFETY: both ranges lie within the 512-byte buffer; memmove allows overlap.
+            unsafe { memmove(buf.as_mut_ptr().add(d), buf.as_ptr().add(s), n) };
+            let orig = fresh();
+            for (i, &b) in buf.iter().enumerate() {
+                let want = if i >= d && i < d + n { orig[s + i - d] } else { orig[i] };
+                ensure_eq!(b, want, "memmove n={n} shift={shift} byte {i}");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The kernel's own tests.
 pub static TESTS: &[TestCase] = &[
     TestCase { name: "kernel::heap_alloc_and_free", run: heap_alloc_and_free },
@@ -124,4 +164,5 @@ pub static TESTS: &[TestCase] = &[
     TestCase { name: "kernel::pci_finds_virtio_blk", run: pci_finds_virtio_blk },
     TestCase { name: "kernel::pci_port_io_and_ecam_agree", run: pci_port_io_and_ecam_agree },
     TestCase { name: "kernel::exception_breakpoint_reported", run: exception_breakpoint_reported },
+    TestCase { name: "kernel::memory_functions_exact", run: memory_functions_exact },
 ];
