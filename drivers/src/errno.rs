@@ -184,6 +184,8 @@ impl fmt::Display for Errno {
     }
 }
 
+impl core::error::Error for Errno {}
+
 /// `Result` with [`Errno`] as the default error.
 pub type Result<T, E = Errno> = core::result::Result<T, E>;
 

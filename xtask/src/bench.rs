@@ -85,11 +85,65 @@ fn block(o: &Options) -> Result<()> {
     Ok(())
 }
 
+/// A row name as a figure name: lowercase, runs of anything but letters and digits become one
+/// `_` (`"queue.rand4k.bios_per_s"` -> `queue_rand4k_bios_per_s`).
+pub fn figure_name(prefix: &str, row: &str) -> String {
+    let mut out = String::from(prefix);
+    for c in row.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') && !out.is_empty() {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
+}
+
+fn unit_name(unit: &str) -> String {
+    unit.replace('/', "_per_").replace(' ', "_")
+}
+
+/// Host figures (this process, release): the page cache's XArray and per-folio overhead, the block
+/// request queue over a RamDisk, and frond's metadata operations over a RamDisk.
+fn host() -> Result<()> {
+    use foliage_drivers::platform::StdPlatform;
+    let platform = StdPlatform::arc();
+    for (name, value, unit) in foliage_fs::pagecache::bench::run(&*platform) {
+        figure(&figure_name("", name), value, &unit_name(unit));
+    }
+    let size = foliage_drivers::block::queue::bench::BenchSize::STANDARD;
+    for (name, value, unit) in foliage_drivers::block::queue::bench::run(&platform, size)? {
+        figure(&figure_name("", name), value, &unit_name(unit));
+    }
+    for (name, value, unit) in foliage_fs::frond::bench::run(platform.clone(), 10_000)? {
+        figure(&figure_name("frond_", name), value, &unit_name(unit));
+    }
+    Ok(())
+}
+
 /// `cargo xtask bench [--accel kvm|tcg]`.
 pub fn cmd(args: &[String]) -> Result<()> {
     let o = Options::parse(args)?;
     qemu::ensure_qemu()?;
     boot_ms(&o)?;
     block(&o)?;
+    host()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_names_become_figure_names() {
+        assert_eq!(figure_name("", "queue.rand4k.bios_per_s"), "queue_rand4k_bios_per_s");
+        assert_eq!(
+            figure_name("frond_", "delalloc+allocate+convert (8 blocks)"),
+            "frond_delalloc_allocate_convert_8_blocks"
+        );
+        assert_eq!(figure_name("", "xarray_lookup_ns"), "xarray_lookup_ns");
+        assert_eq!(unit_name("ops/s"), "ops_per_s");
+        assert_eq!(unit_name("x"), "x");
+    }
 }

@@ -126,16 +126,16 @@ pub fn run_with(clock: &dyn Platform, entries: usize) -> Vec<BenchRow> {
 
     rows.push(("xarray_store_ns", xa_store, "ns"));
     rows.push(("btreemap_store_ns", map_store, "ns"));
-    rows.push(("xarray_store_ns_vs_btreemap", ratio(xa_store, map_store), "ratio"));
+    rows.push(("xarray_store_ns_vs_btreemap", ratio(xa_store, map_store), "x"));
     rows.push(("xarray_lookup_ns", xa_lookup, "ns"));
     rows.push(("btreemap_lookup_ns", map_lookup, "ns"));
-    rows.push(("xarray_lookup_ns_vs_btreemap", ratio(xa_lookup, map_lookup), "ratio"));
+    rows.push(("xarray_lookup_ns_vs_btreemap", ratio(xa_lookup, map_lookup), "x"));
     rows.push(("xarray_marked_walk_ns", xa_walk, "ns"));
     rows.push(("btreemap_marked_walk_ns", map_walk, "ns"));
-    rows.push(("xarray_marked_walk_ns_vs_btreemap", ratio(xa_walk, map_walk), "ratio"));
+    rows.push(("xarray_marked_walk_ns_vs_btreemap", ratio(xa_walk, map_walk), "x"));
     rows.push(("xarray_sparse_marked_walk_ns", xa_sparse, "ns"));
     rows.push(("btreemap_sparse_marked_walk_ns", map_sparse, "ns"));
-    rows.push(("xarray_sparse_marked_walk_ns_vs_btreemap", ratio(xa_sparse, map_sparse), "ratio"));
+    rows.push(("xarray_sparse_marked_walk_ns_vs_btreemap", ratio(xa_sparse, map_sparse), "x"));
     rows.push(("xarray_bytes_per_entry", xa.memory_bytes() as f64 / n as f64, "bytes"));
     rows.push(("pagecache_bytes_per_folio_4k", folio_overhead_bytes(0, 4096, 4096), "bytes"));
     rows.push(("pagecache_bytes_per_folio_64k", folio_overhead_bytes(4, 4096, 4096), "bytes"));
