@@ -10,4 +10,5 @@ extern crate alloc;
 
 pub use foliage_drivers::{block, errno, platform, Errno, Result};
 
+pub mod iomap;
 pub mod pagecache;
