@@ -64,6 +64,7 @@ pub mod ops;
 pub mod read;
 mod read_io;
 pub mod readahead;
+pub mod selftest;
 pub mod sync;
 pub mod testfs;
 pub mod types;
@@ -71,6 +72,9 @@ pub mod write;
 pub mod writeback;
 pub mod writethrough;
 pub mod zero;
+
+#[cfg(test)]
+mod tests;
 
 
 pub use context::{IomapConfig, IomapContext, IomapStats};
