@@ -54,6 +54,7 @@
 //! | (not merged) buffered O_SYNC write-through | [`writethrough`] | new |
 //! | `fs/iomap/direct-io.c`, COW, DAX | the next step (issue 6): [`IomapOp::DIRECT`], [`IomapFlags::SHARED`], srcmap and [`IoendFlags::DIRECT`] / [`IoendFlags::SHARED`] are in place | |
 
+pub mod bench;
 mod completion;
 pub mod context;
 pub mod copy;
@@ -75,7 +76,6 @@ pub mod zero;
 
 #[cfg(test)]
 mod tests;
-
 
 pub use context::{IomapConfig, IomapContext, IomapStats};
 pub use copy::{CopySource, SliceSource};
