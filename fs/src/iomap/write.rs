@@ -6,8 +6,9 @@
 //! and any written blocks in the gap). Then, mapping by mapping (op WRITE), chunk by chunk
 //! (chunks are the largest folio size, halved after a short copy, never below a page):
 //!
-//! 1. throttle ([`Mapping::balance_dirty`](crate::pagecache::Mapping::balance_dirty)) and make
-//!    the source bytes available (none: `EFAULT`);
+//! 1. throttle ([`Mapping::balance_dirty`](crate::pagecache::Mapping::balance_dirty); for a
+//!    synchronous write only after a chunk that was dirtied, its pending write-through bio
+//!    submitted first) and make the source bytes available (none: `EFAULT`);
 //! 2. `write_begin`: get the folio locked (order from the chunk length), ask the filesystem
 //!    whether the mapping is still valid (if not: STALE, the iterator maps again at this
 //!    position), then prepare the blocks the write only partly covers and that are not
@@ -137,7 +138,16 @@ pub(crate) fn write_chunks(
         if let Some(r) = retry.take() {
             bytes = bytes.min(r);
         }
-        file.mapping().balance_dirty();
+        // Throttle before dirtying more. Write-through chunks dirty nothing, so a synchronous
+        // write throttles only after a chunk that fell back to dirtying, and first submits its
+        // pending write-through ioend: the throttle may wait for writeback to end.
+        let throttle = match mode.wt.as_deref_mut() {
+            None => true,
+            Some(wt) => wt.take_dirtied(),
+        };
+        if throttle {
+            file.mapping().balance_dirty();
+        }
         let avail = src.prepare(bytes);
         if avail == 0 {
             return Step::failed(done, Errno::EFAULT);

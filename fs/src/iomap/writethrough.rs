@@ -58,6 +58,8 @@ pub(crate) struct WriteThrough {
     dirtied: Option<(u64, u64)>,
     /// Something needs a metadata commit whatever the size (DIRTY mapping, inline data).
     meta: bool,
+    /// A chunk was dirtied since the write path last throttled.
+    dirtied_since_throttle: bool,
 }
 
 fn widen(r: &mut Option<(u64, u64)>, start: u64, end: u64) {
@@ -76,6 +78,7 @@ impl WriteThrough {
             through: None,
             dirtied: None,
             meta: false,
+            dirtied_since_throttle: false,
         }
     }
 
@@ -132,6 +135,18 @@ impl WriteThrough {
     /// A chunk in `[start, end)` was dirtied instead.
     pub(crate) fn note_dirtied(&mut self, start: u64, end: u64) {
         widen(&mut self.dirtied, start, end);
+        self.dirtied_since_throttle = true;
+    }
+
+    /// Whether the write path must throttle before its next chunk (a chunk was dirtied since
+    /// the last time); if so, the pending ioend is submitted first, because the throttle may
+    /// wait for writeback, including that of our own folios.
+    pub(crate) fn take_dirtied(&mut self) -> bool {
+        if !core::mem::take(&mut self.dirtied_since_throttle) {
+            return false;
+        }
+        self.submit_pending();
+        true
     }
 
     /// A chunk went into inline data.

@@ -59,6 +59,7 @@ pub static SUITE: &[TestCase] = cases![
     write::buffered_write_one_mapping_call_per_extent_64mib,
     write::buffered_write_past_eof_zeroes_stale_eof_block_tail,
     write::buffered_write_limits,
+    write::buffered_write_throttled_by_small_cache,
     writeback::writeback_t1_two_1k_writes_for_dirty_blocks_1_and_3,
     writeback::writeback_t2_straddling_eof_zeroes_tail_and_skips_beyond,
     writeback::writeback_t3_sixteen_folios_one_bio,

@@ -48,23 +48,26 @@ pub fn buffered_read_t2_partial_folio_reads_only_missing_blocks(env: &TestEnv) -
 }
 
 pub fn buffered_read_t3_eof_block_read_whole_and_clamped(env: &TestEnv) -> TestResult {
-    let rig = Rig::new(env, RigOpts::new(4096))?;
-    let d = rig.spare_block(0);
-    let data = pattern(2, 8192);
-    let f = rig.mapped_file(d, 2, &data)?;
-    f.set_size(5000);
-    let mut buf = vec![0xEEu8; 8192];
-    let mut open = f.open();
-    ensure_eq!(f.read(&mut open, 4096, &mut buf)?, 904, "clamped at EOF");
-    ensure_eq!(&buf[..904], &data[4096..5000]);
-    ensure!(buf[904..].iter().all(|&b| b == 0xEE), "nothing past EOF returned");
-    let reads: vec::Vec<TraceOp> = rig.trace.ops();
-    ensure_eq!(reads.len(), 1);
-    ensure_eq!(
-        (reads[0].op, reads[0].offset, reads[0].len),
-        (BioOp::Read, (d + 1) * 4096, 4096),
-        "only block 1, whole"
-    );
+    for bs in [4096u64, 1024] {
+        let rig = Rig::new(env, RigOpts::new(bs))?;
+        let d = rig.spare_block(0);
+        let data = pattern(2, 8192);
+        let f = rig.mapped_file(d, 8192 / bs, &data)?;
+        f.set_size(5000);
+        let mut buf = vec![0xEEu8; 8192];
+        let mut open = f.open();
+        ensure_eq!(f.read(&mut open, 4096, &mut buf)?, 904, "clamped at EOF");
+        ensure_eq!(&buf[..904], &data[4096..5000]);
+        ensure!(buf[904..].iter().all(|&b| b == 0xEE), "nothing past EOF returned");
+        let reads: vec::Vec<TraceOp> = rig.trace.ops();
+        ensure_eq!(reads.len(), 1);
+        ensure_eq!(
+            (reads[0].op, reads[0].offset, reads[0].len),
+            (BioOp::Read, d * bs + 4096, bs),
+            "only the block holding EOF, whole (block size {})",
+            bs
+        );
+    }
     Ok(())
 }
 

@@ -13,20 +13,21 @@ use crate::iomap::{write, WriteFlags, MAX_FILE_SIZE};
 use crate::Errno;
 
 /// A source whose copies stop after `limit` bytes in total (a page that faults after being
-/// faulted in); `transient` lifts the limit after the first short copy; `prepare_limit` bounds
-/// what `prepare` promises.
+/// faulted in); `transient` lifts the limit after the first short copy, `decay` drops it to
+/// nothing more; `prepare_limit` bounds what `prepare` promises.
 struct FaultingSource {
     data: Vec<u8>,
     at: usize,
     limit: usize,
     transient: bool,
+    decay: bool,
     prepare_limit: usize,
 }
 
 impl FaultingSource {
     fn new(data: Vec<u8>, limit: usize) -> Self {
         let n = data.len();
-        Self { data, at: 0, limit, transient: false, prepare_limit: n }
+        Self { data, at: 0, limit, transient: false, decay: false, prepare_limit: n }
     }
 }
 
@@ -44,6 +45,9 @@ impl CopySource for FaultingSource {
         dst[..n].copy_from_slice(&self.data[self.at..self.at + n]);
         if n < dst.len() && self.transient {
             self.limit = usize::MAX;
+        }
+        if n < dst.len() && self.decay {
+            self.limit = self.at;
         }
         n
     }
@@ -130,6 +134,20 @@ pub fn buffered_write_t3_short_copy_retries_without_partial_blocks(env: &TestEnv
     ensure_eq!(write(f.file(), &ops, &mut open, 8192, &mut src, WriteFlags::empty()), Err(Errno::EFAULT));
     ensure_eq!(f.size(), 2000, "a failed append leaves the size");
     ensure!(f.file().mapping().get(2).is_none(), "the folio created past EOF was dropped");
+    // A rejected copy leaves its bytes in a block that stays not uptodate (inside EOF here);
+    // a later small write into that block must zero around itself, not expose them.
+    let h = rig.file()?;
+    let hops = h.ops();
+    h.truncate(8192)?;
+    let mut src = FaultingSource::new(vec![0xBB; 900], 600);
+    src.decay = true;
+    ensure_eq!(write(h.file(), &hops, &mut open, 1100, &mut src, WriteFlags::empty()), Err(Errno::EFAULT));
+    ensure_eq!(block_bits(&*folio(&h, 0)?), (vec![], vec![]));
+    h.write(&mut open, 1400, &[b'w'; 10])?;
+    let mut expect = vec![0u8; 8192];
+    expect[1400..1410].fill(b'w');
+    let mut hopen = h.open();
+    ensure_eq!(h.read_all(&mut hopen)?, expect, "no byte of the rejected copy is visible");
     Ok(())
 }
 
@@ -203,5 +221,31 @@ pub fn buffered_write_limits(env: &TestEnv) -> TestResult {
     ensure_eq!(&buf[..10], &[7; 10][..]);
     f.truncate(0)?;
     ensure_eq!((f.size(), f.file().mapping().nr_folios(), f.extents().len()), (0, 0, 0));
+    Ok(())
+}
+
+pub fn buffered_write_throttled_by_small_cache(env: &TestEnv) -> TestResult {
+    let mut opts = RigOpts::new(4096);
+    opts.cache_bytes = 4 << 20;
+    let rig = Rig::new(env, opts)?;
+    rig.cache.set_dirty_thresholds(512 << 10, 1 << 20)?;
+    let f = rig.file()?;
+    let mut open = f.open();
+    let total = 16usize << 20;
+    for i in 0..total / 65536 {
+        ensure_eq!(f.write(&mut open, (i * 65536) as u64, &pattern(i as u8, 65536))?, 65536);
+    }
+    ensure!(rig.cache.stats().writeback_requests > 0, "the dirty thresholds asked for writeback");
+    ensure!(rig.cache.cached_bytes() <= 4 << 20, "the budget held");
+    // A synchronous write far larger than the dirty limits, on the fallback (dirtying) path.
+    let g = rig.file()?;
+    let mut gopen = g.open();
+    ensure_eq!(g.write_flags(&mut gopen, 0, &vec![0x77u8; 8 << 20], WriteFlags::DSYNC)?, 8 << 20);
+    ensure_eq!(g.file().mapping().nr_dirty(), 0);
+    f.fsync(&mut open, false)?;
+    for i in [0usize, 100, 255] {
+        ensure_eq!(f.read_disk((i * 65536) as u64, 65536)?, pattern(i as u8, 65536), "chunk {}", i);
+    }
+    ensure_eq!(g.read_disk((8 << 20) - 4096, 4096)?, vec![0x77u8; 4096]);
     Ok(())
 }
