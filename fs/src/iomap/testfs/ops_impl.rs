@@ -3,7 +3,8 @@
 //! - `next`: finishes the previous mapping (after a short write into NEW delalloc, the unused
 //!   reservation without dirty cache is punched), then maps `req.pos`: an extent as it is; a
 //!   hole as HOLE, or for WRITE a new reservation / allocation over the hole part of the request
-//!   (NEW); for WRITEBACK a DELALLOC extent is allocated (as UNWRITTEN) first. Inline files map
+//!   (NEW); for WRITEBACK a DELALLOC extent is allocated (as UNWRITTEN) first, from its start
+//!   to the end of the request. Inline files map
 //!   block 0 as INLINE until a write or zero reaches past the inline capacity, which moves the
 //!   data to a written block first. Every mapping carries the mapping sequence as its validity.
 //! - `is_valid`: the validity equals the current mapping sequence.
@@ -81,7 +82,10 @@ impl MemFile {
         let want_end = req.pos.saturating_add(req.len).div_ceil(bs).min(max_blocks);
         match st.extents.lookup(block) {
             Ok(e) if e.kind == ExtKind::Delalloc && req.op.contains(IomapOp::WRITEBACK) => {
-                let (d, got) = fs.alloc_blocks(e.len, prev_disk_end(&st.extents, e.start))?;
+                // Convert the reservation from its start up to the end of the request (the
+                // whole extent when writeback covers it).
+                let want = want_end.max(block + 1).min(e.end()) - e.start;
+                let (d, got) = fs.alloc_blocks(want, prev_disk_end(&st.extents, e.start))?;
                 st.extents.set(e.start, got, Some(ExtKind::Unwritten(d)));
                 self.bump_seq();
                 fs.mark_meta_dirty();
