@@ -1,5 +1,5 @@
 //! Engine benchmarks over the test filesystem on a given device: `(name, value, unit)` rows
-//! for `cargo xtask bench` (the kernel calls [`bench`] over virtio-blk) and the host.
+//! for `cargo xtask bench` (the kernel calls [`bench()`] over virtio-blk) and the host.
 //!
 //! Figures (sizes from [`BenchSizes`]; the device goes behind a fresh [`Queue`]):
 //!

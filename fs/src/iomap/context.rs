@@ -3,7 +3,7 @@
 //!
 //! Owns: the completion queue (an intrusive list of ioends: queueing from a bio completion
 //! allocates nothing) and the counters. A filesystem creates one [`IomapContext`] per mounted
-//! device and one [`IomapFile`](super::IomapFile) per inode from it.
+//! device and one [`IomapFile`] per inode from it.
 //!
 //! Progress rule: bio completions run inside [`BlockDevice::poll`] and do only the cheap part
 //! (counting down, ending writeback of plain overwrites). Ioends that need filesystem work wait

@@ -2,13 +2,13 @@
 //! partly valid, and starting readahead.
 //!
 //! [`read`] walks the requested range (clamped at the in-core size: reads at or after EOF return
-//! 0) folio by folio. A missing folio starts synchronous readahead (see [`readahead`](super::readahead));
+//! 0) folio by folio. A missing folio starts synchronous readahead (see [`readahead`](mod@super::readahead));
 //! a cached folio holding the readahead marker starts the next window asynchronously. Each folio
 //! is locked for the copy (byte access needs the lock). A folio whose requested blocks are not
 //! all uptodate is filled: its non-uptodate blocks are read, only those ([`fill_folio`]), and
 //! the copy waits for that.
 //!
-//! Per mapping and block run ([`read_step_into_folio`], shared with readahead): INLINE copies the
+//! Per mapping and block run (`read_step_into_folio`, shared with readahead): INLINE copies the
 //! inline bytes and zeroes the rest; a run needs no I/O and is zeroed when its source is not
 //! MAPPED, is NEW, or lies at or after EOF; otherwise it is read from disk. The block containing
 //! EOF is read whole (writeback zeroes the bytes after EOF before writing it).
@@ -24,7 +24,7 @@
 //! |---|---|---|
 //! | `filemap_read`, `filemap_get_pages` | [`read`] | folio lock taken for every copy |
 //! | `iomap_read_folio` / `filemap_read_folio` | [`fill_folio`] | reads only non-uptodate blocks (as iomap does) |
-//! | `iomap_readpage_iter`, `iomap_block_needs_zeroing`, `iomap_read_inline_data` | [`read_step_into_folio`] | |
+//! | `iomap_readpage_iter`, `iomap_block_needs_zeroing`, `iomap_read_inline_data` | `read_step_into_folio` | |
 //! | `iomap_is_partially_uptodate` | `Folio::is_range_uptodate` before filling | |
 
 use alloc::sync::Arc;

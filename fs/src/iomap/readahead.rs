@@ -10,7 +10,7 @@
 //!
 //! Folios are created as large as the window allows (the largest order that fits the window,
 //! is aligned at its index and is within the cache's maximum), never past EOF, locked and new;
-//! their reads own the locks ([`FolioRead::owning`]) and unlock at completion. One mapping call
+//! their reads own the locks (`FolioRead::owning`) and unlock at completion. One mapping call
 //! per extent covers the whole window; runs contiguous on disk go out as one bio across
 //! folios.
 //!

@@ -1,8 +1,8 @@
 //! Buffered write: copying data into the page cache, block by block state, and the i_size
 //! rules. Zeroing through the cache uses the same chunk loop.
 //!
-//! [`write`] (Linux's `iomap_file_buffered_write`): a write starting past EOF first zeroes
-//! `[EOF, pos)` through [`zero_range`](super::zero_range) (XFS policy: the old EOF block's tail
+//! [`write()`] (Linux's `iomap_file_buffered_write`): a write starting past EOF first zeroes
+//! `[EOF, pos)` through [`zero_range`] (XFS policy: the old EOF block's tail
 //! and any written blocks in the gap). Then, mapping by mapping (op WRITE), chunk by chunk
 //! (chunks are the largest folio size, halved after a short copy, never below a page):
 //!

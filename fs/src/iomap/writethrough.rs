@@ -32,7 +32,7 @@
 //! | Linux | here |
 //! |---|---|
 //! | `generic_write_sync` after a buffered write (dirty + fsync the range) | the fallback |
-//! | write-through for O_SYNC buffered writes (Dave Chinner's 2023 proposal, not merged) | [`WriteThrough`] |
+//! | write-through for O_SYNC buffered writes (Dave Chinner's 2023 proposal, not merged) | `WriteThrough` |
 //! | `REQ_FUA` on pure-overwrite O_DSYNC direct writes | FUA on the single write-through bio |
 
 use alloc::sync::Arc;

@@ -2,7 +2,7 @@
 //! any kernel over the block device named `"scratch0"` (the host runs it over a RamDisk from
 //! `cargo test`; the Foliage kernel over virtio-blk).
 //!
-//! Every test builds a [`Rig`]: the test filesystem ([`MemFs`]) formatted on
+//! Every test builds a [`Rig`]: the test filesystem ([`MemFs`](crate::iomap::testfs::MemFs)) formatted on
 //! `TraceDisk -> Queue -> scratch0` (the trace records the engine's own bios before splitting
 //! and merging, so tests assert exact I/O), with a private page cache. Crash tests build theirs
 //! on a small RamDisk behind a CrashRecorder instead (the base image must be known).
