@@ -9,6 +9,7 @@ use foliage_drivers::{ensure, ensure_eq};
 
 use super::common::{pattern, Rig, RigOpts};
 use crate::iomap::testfs::{ExtKind, HookPoint};
+use crate::iomap::IomapOp;
 
 fn disk_of(f: &crate::iomap::testfs::MemFile, block: u64) -> Option<u64> {
     f.extents().iter().find(|e| e.start <= block && block < e.end()).and_then(|e| match e.kind {
@@ -44,6 +45,26 @@ pub fn revalidate_write_rmw_reads_new_location(env: &TestEnv) -> TestResult {
     ensure_eq!(f.read_all(&mut open)?, expect);
     ensure!(disk_of(&f, 0) != Some(old), "relocated");
     ensure_eq!(rig.peek(old * 1024, 8192)?, vec![b'G'; 8192], "nothing written to the old location");
+
+    // The move happens right after the mapping call, before the first folio is locked: the
+    // first validity check fails with nothing done, and the same position is mapped again.
+    let old2 = rig.spare_block(64);
+    let g = rig.mapped_file(old2, 8, &data)?;
+    rig.fs.set_hook(
+        &g,
+        HookPoint::AfterMap(IomapOp::WRITE),
+        1,
+        Box::new(|f| {
+            let _ = f.relocate(0, 8, b'H');
+        }),
+    );
+    rig.fs.reset_counts();
+    let mut gopen = g.open();
+    ensure_eq!(g.write(&mut gopen, 1000, &[b'B'; 6000])?, 6000);
+    ensure_eq!((rig.fs.counts().map_write, rig.fs.counts().valid_checks), (2, 3), "remapped at the start");
+    g.drop_cache()?;
+    ensure_eq!(g.read_all(&mut gopen)?, expect, "both read-modify-writes came from the new location");
+    ensure_eq!(rig.peek(old2 * 1024, 8192)?, vec![b'H'; 8192]);
     Ok(())
 }
 
