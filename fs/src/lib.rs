@@ -11,5 +11,6 @@ extern crate alloc;
 pub use foliage_drivers::{block, errno, platform, Errno, Result};
 
 pub mod frond;
+pub mod iomap;
 pub mod pagecache;
 pub mod replay;

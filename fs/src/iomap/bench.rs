@@ -1,0 +1,259 @@
+//! Engine benchmarks over the test filesystem on a given device: `(name, value, unit)` rows
+//! for `cargo xtask bench` (the kernel calls [`bench()`] over virtio-blk) and the host.
+//!
+//! Figures (sizes from [`BenchSizes`]; the device goes behind a fresh [`Queue`]):
+//!
+//! - `memcpy_mib_s`: copying 1 MiB chunks from one source buffer into a 64 MiB destination,
+//!   round robin: the ceiling for cached writes, measured in the same run.
+//! - `buffered_write_cached_mib_s`: buffered writes of 1 MiB chunks into a new file (delayed
+//!   allocation), no fsync, the cache large enough to hold it all;
+//!   `buffered_write_cached_mib_s_vs_memcpy` is the ratio to `memcpy_mib_s` (target >= 0.5).
+//! - `buffered_write_fsync_mib_s`: the same into another file, plus one fsync, timed together.
+//! - `buffered_read_cold_mib_s`: reading that file back in 1 MiB reads after dropping its cache
+//!   (readahead); `buffered_read_warm_mib_s`: again, from the cache.
+//! - `fsync_4k_us`: mean of (4 KiB overwrite of an allocated block + fdatasync).
+//! - `osync_write_4k_us`: mean of 4 KiB O_DSYNC overwrites (write-through).
+//! - `raw_seq_write_mib_s`, `raw_seq_read_mib_s`: the same byte count straight to the queue
+//!   (1 MiB bios, 8 in flight, then a flush for writes), and the ratios
+//!   `buffered_read_cold_mib_s_vs_blk` / `buffered_write_fsync_mib_s_vs_blk` against them
+//!   (target >= 0.8). The kernel's block bench reports its own sequential figures; the same
+//!   ratios against those are `buffered_*_mib_s / blk_seq_*_mib_s` of the same boot.
+//!
+//! Not part of the test run. Locking: none of its own.
+//! Linux <-> here: `fio --ioengine=psync --rw=write|read --bs=1m` and `--fdatasync=1 --bs=4k`.
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::hint::black_box;
+
+use super::testfs::{MemFs, MemFsConfig};
+use super::{IomapConfig, IomapContext, WriteFlags};
+use crate::block::sync::{flush, Completion};
+use crate::block::{Bio, BioEnd, BioOp, BlockDevice, Queue, Segment, SECTOR_SIZE};
+use crate::pagecache::{CacheConfig, PageCache, DEFAULT_MAX_ORDER};
+use crate::platform::{DmaBuffer, Platform};
+use crate::{Errno, Result};
+
+/// One benchmark result: name, value, unit.
+pub type BenchRow = (&'static str, f64, &'static str);
+
+const MIB: u64 = 1 << 20;
+
+/// How much each benchmark moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BenchSizes {
+    /// Bytes of the cached-write benchmark (and of memcpy).
+    pub cached_write_bytes: u64,
+    /// Bytes of the fsync-write and read benchmarks (and the raw figures).
+    pub io_bytes: u64,
+    /// Iterations of the 4 KiB sync benchmarks.
+    pub sync_ops: u32,
+    /// Filesystem block size.
+    pub block_size: u64,
+}
+
+impl Default for BenchSizes {
+    fn default() -> Self {
+        Self { cached_write_bytes: 256 * MIB, io_bytes: 256 * MIB, sync_ops: 256, block_size: 4096 }
+    }
+}
+
+/// Runs every benchmark at the default sizes, the I/O size limited to a quarter of the
+/// device.
+pub fn bench(platform: &Arc<dyn Platform>, dev: Arc<dyn BlockDevice>) -> Result<Vec<BenchRow>> {
+    let mut s = BenchSizes::default();
+    let cap = dev.info().capacity_bytes();
+    s.io_bytes = s.io_bytes.min(cap / 4 / MIB * MIB);
+    bench_sized(platform, dev, s)
+}
+
+fn mib_s(bytes: u64, ns: u64) -> f64 {
+    (bytes as f64 / MIB as f64) / (ns.max(1) as f64 / 1e9)
+}
+
+/// Runs every benchmark at `sizes` (byte counts are rounded down to MiB, at least 1 MiB).
+pub fn bench_sized(
+    platform: &Arc<dyn Platform>,
+    dev: Arc<dyn BlockDevice>,
+    sizes: BenchSizes,
+) -> Result<Vec<BenchRow>> {
+    let cached = (sizes.cached_write_bytes / MIB).max(1) * MIB;
+    let io = (sizes.io_bytes / MIB).max(1) * MIB;
+    let bs = sizes.block_size;
+    let sync_blocks = sizes.sync_ops.max(1) as u64;
+    if dev.info().capacity_bytes() < io + sync_blocks * bs + 8 * MIB {
+        return Err(Errno::ENOSPC);
+    }
+    let queue: Arc<dyn BlockDevice> = Arc::new(Queue::new(dev));
+    let budget = cached.max(io) + 32 * MIB;
+    let cc = CacheConfig {
+        budget_bytes: budget,
+        background_dirty_bytes: budget,
+        hard_dirty_bytes: budget,
+        max_order: DEFAULT_MAX_ORDER,
+    };
+    let cache = PageCache::new(platform.clone(), cc)?;
+    let ctx = IomapContext::new(queue.clone(), cache, bs, IomapConfig::default())?;
+    let fs = MemFs::format(&ctx, MemFsConfig::new(bs))?;
+    let now = || platform.now_ns();
+    let chunk: Vec<u8> = (0..MIB as usize).map(|i| (i * 7 + 3) as u8).collect();
+    let mut rows = Vec::new();
+
+    // memcpy ceiling.
+    let mut dst = vec![0u8; (64 * MIB).min(cached) as usize];
+    let t = now();
+    let mut off = 0usize;
+    for _ in 0..cached / MIB {
+        if off + chunk.len() > dst.len() {
+            off = 0;
+        }
+        dst[off..off + chunk.len()].copy_from_slice(&chunk);
+        black_box(&dst);
+        off += chunk.len();
+    }
+    let memcpy = mib_s(cached, now() - t);
+    drop(dst);
+    rows.push(("memcpy_mib_s", memcpy, "MiB/s"));
+
+    // Cached writes.
+    let f = fs.create()?;
+    let mut open = f.open();
+    let t = now();
+    for i in 0..cached / MIB {
+        f.write(&mut open, i * MIB, &chunk)?;
+    }
+    let cached_w = mib_s(cached, now() - t);
+    f.truncate(0)?;
+    rows.push(("buffered_write_cached_mib_s", cached_w, "MiB/s"));
+    rows.push(("buffered_write_cached_mib_s_vs_memcpy", cached_w / memcpy, "x"));
+
+    // Writes + fsync, then cold and warm reads.
+    let g = fs.create()?;
+    let mut open = g.open();
+    let t = now();
+    for i in 0..io / MIB {
+        g.write(&mut open, i * MIB, &chunk)?;
+    }
+    g.fsync(&mut open, false)?;
+    let fsync_w = mib_s(io, now() - t);
+    rows.push(("buffered_write_fsync_mib_s", fsync_w, "MiB/s"));
+    g.drop_cache()?;
+    let mut buf = vec![0u8; MIB as usize];
+    for (name, _) in [("buffered_read_cold_mib_s", 0), ("buffered_read_warm_mib_s", 1)] {
+        let mut reader = g.open();
+        let t = now();
+        for i in 0..io / MIB {
+            if g.read(&mut reader, i * MIB, &mut buf)? != MIB as usize {
+                return Err(Errno::EIO);
+            }
+            black_box(&buf);
+        }
+        rows.push((name, mib_s(io, now() - t), "MiB/s"));
+    }
+    let cold = rows.iter().find(|r| r.0 == "buffered_read_cold_mib_s").map_or(0.0, |r| r.1);
+    g.truncate(0)?;
+
+    // 4 KiB write + fdatasync, and O_DSYNC writes, over allocated blocks.
+    let h = fs.create()?;
+    let mut open = h.open();
+    let block = vec![0x3Cu8; bs as usize];
+    for i in 0..sync_blocks {
+        h.write(&mut open, i * bs, &block)?;
+    }
+    h.fsync(&mut open, false)?;
+    let t = now();
+    for i in 0..sync_blocks {
+        h.write(&mut open, i * bs, &block)?;
+        h.fsync(&mut open, true)?;
+    }
+    rows.push(("fsync_4k_us", (now() - t) as f64 / sync_blocks as f64 / 1e3, "us"));
+    let t = now();
+    for i in 0..sync_blocks {
+        h.write_flags(&mut open, i * bs, &block, WriteFlags::DSYNC)?;
+    }
+    rows.push(("osync_write_4k_us", (now() - t) as f64 / sync_blocks as f64 / 1e3, "us"));
+
+    // Raw sequential figures on the same queue, past the filesystem's blocks.
+    let base = (fs.config().meta_blocks + 8 * MIB / bs) * bs;
+    let raw_w = raw_seq(platform, &*queue, BioOp::Write, base, io)?;
+    let raw_r = raw_seq(platform, &*queue, BioOp::Read, base, io)?;
+    rows.push(("raw_seq_write_mib_s", raw_w, "MiB/s"));
+    rows.push(("raw_seq_read_mib_s", raw_r, "MiB/s"));
+    rows.push(("buffered_write_fsync_mib_s_vs_blk", fsync_w / raw_w, "x"));
+    rows.push(("buffered_read_cold_mib_s_vs_blk", cold / raw_r, "x"));
+    Ok(rows)
+}
+
+/// Sequential 1 MiB bios over `[base, base + bytes)`, 8 in flight (writes end with a flush).
+fn raw_seq(
+    platform: &Arc<dyn Platform>,
+    dev: &dyn BlockDevice,
+    op: BioOp,
+    base: u64,
+    bytes: u64,
+) -> Result<f64> {
+    const DEPTH: usize = 8;
+    let bufs: Vec<DmaBuffer> =
+        (0..DEPTH).map(|_| DmaBuffer::new(platform, MIB as usize)).collect::<Result<_>>()?;
+    let mut pending: Vec<Option<Arc<Completion>>> = (0..DEPTH).map(|_| None).collect();
+    let t = platform.now_ns();
+    for i in 0..bytes / MIB {
+        let slot = (i as usize) % DEPTH;
+        if let Some(c) = pending[slot].take() {
+            c.wait(dev, &**platform)?;
+        }
+        let c = Completion::new();
+        let mut bio = Bio::new(op, (base + i * MIB) / SECTOR_SIZE, BioEnd::new(c.clone(), 0));
+        let b = &bufs[slot];
+        let virt = core::ptr::NonNull::new(b.as_slice().as_ptr() as *mut u8).ok_or(Errno::EINVAL)?;
+        // SAFETY: the buffer lives until the end of this function, past every bio's completion
+        // (all are waited for below), and each in-flight bio has its own buffer.
+        let seg = unsafe { Segment::new(virt, b.phys(), MIB as u32) };
+        bio.push(seg).map_err(|_| Errno::EINVAL)?;
+        dev.submit(bio);
+        pending[slot] = Some(c);
+    }
+    for c in pending.into_iter().flatten() {
+        c.wait(dev, &**platform)?;
+    }
+    if op == BioOp::Write {
+        flush(dev, &**platform)?;
+    }
+    Ok(mib_s(bytes, platform.now_ns() - t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::RamDisk;
+    use crate::platform::StdPlatform;
+
+    #[test]
+    fn bench_rows_are_produced_at_a_tiny_size() {
+        let p = StdPlatform::arc();
+        let dev = Arc::new(RamDisk::new(64 << 20, 512).unwrap());
+        let sizes =
+            BenchSizes { cached_write_bytes: 2 * MIB, io_bytes: 2 * MIB, sync_ops: 4, block_size: 4096 };
+        let rows = bench_sized(&p, dev, sizes).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(
+            names,
+            [
+                "memcpy_mib_s",
+                "buffered_write_cached_mib_s",
+                "buffered_write_cached_mib_s_vs_memcpy",
+                "buffered_write_fsync_mib_s",
+                "buffered_read_cold_mib_s",
+                "buffered_read_warm_mib_s",
+                "fsync_4k_us",
+                "osync_write_4k_us",
+                "raw_seq_write_mib_s",
+                "raw_seq_read_mib_s",
+                "buffered_write_fsync_mib_s_vs_blk",
+                "buffered_read_cold_mib_s_vs_blk",
+            ]
+        );
+        assert!(rows.iter().all(|r| r.1.is_finite() && r.1 > 0.0), "{rows:?}");
+    }
+}
