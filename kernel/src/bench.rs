@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 use core::ops::Range;
 
 use foliage_drivers::block::bench::{buffers, prefill, run_slice, Workload, WORKLOADS};
+use foliage_drivers::block::queue::Queue;
 use foliage_drivers::block::{BioOp, BlockDevice};
 use foliage_drivers::platform::{DmaBuffer, Platform};
 use foliage_drivers::virtio::{self, Options};
@@ -154,6 +155,12 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
         if with_direct {
             print(&format!("{}_direct_desc", w.name), w.figure(n, t_direct), w.unit());
         }
+    }
+    // The buffered engine over the same disk (its test filesystem, behind the request queue).
+    let queue: Arc<dyn BlockDevice> = Arc::new(Queue::new(ours.dev.clone() as Arc<dyn BlockDevice>));
+    match foliage_fs::iomap::bench::bench(p, queue) {
+        Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
+        Err(e) => fail(&format!("iomap bench: {e}")),
     }
     exit(ExitCode::Pass)
 }

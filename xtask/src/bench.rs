@@ -47,7 +47,7 @@ fn boot_ms(o: &Options) -> Result<()> {
 }
 
 /// Size of each bench disk (the kernel uses the first 256 MiB).
-const BENCH_DISK_MIB: u64 = 256;
+const BENCH_DISK_MIB: u64 = 2048;
 
 /// The block benchmarks: one boot in `mode=bench` with three identical disks, `bench0` (Foliage's
 /// driver), `bench1` (virtio-drivers' `VirtIOBlk`), `bench2` (Foliage's driver without indirect

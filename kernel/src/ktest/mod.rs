@@ -63,8 +63,13 @@ pub struct Tables {
 /// then the optional tables.
 fn tables(which: Tables) -> Vec<&'static [TestCase]> {
     use foliage_drivers::block::conformance;
-    let mut t: Vec<&'static [TestCase]> =
-        alloc::vec![kernel_tests::TESTS, conformance::SUITE, conformance::STRICT, virtio_tests::TESTS];
+    let mut t: Vec<&'static [TestCase]> = alloc::vec![
+        kernel_tests::TESTS,
+        conformance::SUITE,
+        conformance::STRICT,
+        virtio_tests::TESTS,
+        foliage_fs::iomap::selftest::SUITE
+    ];
     if which.blkdebug {
         t.push(blkdebug_tests::TESTS);
     }
