@@ -88,6 +88,8 @@ pub mod bench;
 mod completion;
 pub mod context;
 pub mod copy;
+pub mod dax;
+pub mod dio;
 pub mod file;
 mod ioend;
 pub mod iter;
@@ -95,10 +97,12 @@ pub mod ops;
 pub mod read;
 mod read_io;
 pub mod readahead;
+pub mod remap;
 pub mod selftest;
 pub mod sync;
 pub mod testfs;
 pub mod types;
+pub mod unshare;
 pub mod write;
 pub mod writeback;
 pub mod writethrough;
@@ -109,15 +113,20 @@ mod tests;
 
 pub use context::{IomapConfig, IomapContext, IomapStats};
 pub use copy::{CopySource, SliceSource};
+pub use dio::{
+    direct_read, direct_read_batch, direct_write, direct_write_batch, invalidate_cache, DioRead, DioWrite,
+};
 pub use file::{IomapFile, OpenFile, MAX_FILE_SIZE};
 pub use iter::{iterate, IomapIter, Progress, Step, MAX_STALE_RETRIES};
 pub use ops::IomapOps;
 pub use read::{fill_folio, read};
 pub use readahead::{readahead, FileRa, RaWindow};
+pub use remap::{clone_range, dedupe_range, DedupeOutcome, RemapFile, RemapRange};
 pub use sync::{fsync, wait_writeback_range, write_and_wait};
 pub use types::{
     IoendDone, IoendFlags, Iomap, IomapFlags, IomapOp, IomapPair, IomapType, MapDone, MapRequest, NULL_ADDR,
 };
+pub use unshare::unshare_range;
 pub use write::{write, WriteFlags};
 pub use writeback::{writeback_range, WritebackMode, WritebackOutcome};
 pub use zero::{punch_hole, truncate, truncate_page, zero_range};
