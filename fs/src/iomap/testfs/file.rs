@@ -166,6 +166,11 @@ impl MemFile {
         self.state.lock().extents.extents()
     }
 
+    /// Current copy-on-write staging extents (the COW fork).
+    pub fn cow_extents(&self) -> Vec<Extent> {
+        self.state.lock().cow.extents()
+    }
+
     /// Whether the file is inline.
     pub fn is_inline(&self) -> bool {
         self.state.lock().inline.is_some()

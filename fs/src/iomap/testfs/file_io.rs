@@ -57,7 +57,7 @@ impl MemFile {
 
     /// Clones `len` bytes of `src` at `pos_in` to `pos_out` of this file (`len == 0`: to the
     /// source's EOF); returns the bytes cloned.
-    pub fn clone_from(&self, src: &MemFile, pos_in: u64, pos_out: u64, len: u64) -> Result<u64> {
+    pub fn clone_range_from(&self, src: &MemFile, pos_in: u64, pos_out: u64, len: u64) -> Result<u64> {
         let (src_ops, dst_ops) = (src.ops(), self.ops());
         let bs = self.block_size();
         clone_range(
