@@ -110,6 +110,8 @@ pub mod zero;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dio;
 
 pub use context::{IomapConfig, IomapContext, IomapStats};
 pub use copy::{CopySource, SliceSource};

@@ -34,7 +34,9 @@
 //!   unwritten conversion, COW remap (or cancel after an I/O error, the old data intact), the
 //!   on-disk size; then the in-core size; then the range is invalidated again (a buffered read
 //!   that raced with the write may have cached old bytes or zeros of an unwritten extent).
-//!   Sub-block writes first wait for other direct I/O of the file (Linux's unaligned rule).
+//!   Sub-block writes first wait for other direct I/O of the file (Linux's unaligned rule). A
+//!   write starting past EOF first zeroes `[EOF, pos)` through the cache (the old EOF block's
+//!   tail), as a buffered write does.
 //! - **Not for direct I/O**: a filesystem answers `next` with `Err(ENOTBLK)` (inline data,
 //!   delayed allocation, anything it will not map for direct I/O): what was done directly
 //!   completes, and the rest of the request continues as buffered I/O (a write is then
@@ -114,6 +116,7 @@ use super::read::read;
 use super::sync::write_and_wait;
 use super::types::IomapOp;
 use super::write::{write, WriteFlags};
+use super::zero::zero_range;
 use crate::block::sync::flush;
 use crate::pagecache::DioGuard;
 use crate::{Errno, Result};
@@ -311,6 +314,17 @@ pub fn direct_write_batch(
     }
     if unaligned {
         file.mapping().wait_dio();
+    }
+    // A write starting past EOF: the old EOF block's tail and the gap read as zeros (through
+    // the cache, as a buffered write does; the flush below writes back what it overlaps).
+    for (i, r) in reqs.iter().enumerate() {
+        let size = file.size();
+        if matches!(plans[i], Plan::Direct { .. }) && r.pos > size {
+            if let Err(e) = zero_range(file, ops, size, r.pos - size) {
+                results[i] = Err(e);
+                plans[i] = Plan::Done;
+            }
+        }
     }
     let guard = dio_begin(file);
     for (i, r) in reqs.iter().enumerate() {
