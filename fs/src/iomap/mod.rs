@@ -85,6 +85,7 @@
 //!   `Platform` hook to map device memory, the only porting-surface addition expected.
 
 pub mod bench;
+pub mod bench_dio;
 mod completion;
 pub mod context;
 pub mod copy;
