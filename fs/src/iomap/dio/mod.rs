@@ -315,14 +315,18 @@ pub fn direct_write_batch(
     if unaligned {
         file.mapping().wait_dio();
     }
-    // A write starting past EOF: the old EOF block's tail and the gap read as zeros (through
-    // the cache, as a buffered write does; the flush below writes back what it overlaps).
-    for (i, r) in reqs.iter().enumerate() {
-        let size = file.size();
-        if matches!(plans[i], Plan::Direct { .. }) && r.pos > size {
-            if let Err(e) = zero_range(file, ops, size, r.pos - size) {
-                results[i] = Err(e);
-                plans[i] = Plan::Done;
+    // Writes starting past EOF: the old EOF block's tail and the gaps read as zeros (through
+    // the cache, as a buffered write does; the flush below writes back what it overlaps). One
+    // zeroing up to the furthest start covers every request of the batch.
+    let size = file.size();
+    let beyond = reqs.iter().zip(&plans).filter(|(r, p)| matches!(p, Plan::Direct { .. }) && r.pos > size);
+    if let Some(furthest) = beyond.map(|(r, _)| r.pos).max() {
+        if let Err(e) = zero_range(file, ops, size, furthest - size) {
+            for (i, r) in reqs.iter().enumerate() {
+                if matches!(plans[i], Plan::Direct { .. }) && r.pos > size {
+                    results[i] = Err(e);
+                    plans[i] = Plan::Done;
+                }
             }
         }
     }

@@ -28,13 +28,15 @@ use crate::{Errno, Result};
 
 impl MemFile {
     /// The data fork at file block `block` as a srcmap and where it ends: a real extent (its
-    /// owned blocks and whether they are shared, trimmed to one sharing state), or none.
-    fn data_source(&self, fs: &MemFs, st: &FileState, block: u64) -> (Option<Extent>, bool, u64) {
+    /// owned blocks and whether they are shared, trimmed to one sharing state and to `limit`),
+    /// or none.
+    fn data_source(&self, fs: &MemFs, st: &FileState, block: u64, limit: u64) -> (Option<Extent>, bool, u64) {
         match st.extents.lookup(block) {
             Ok(e) => match e.kind.disk() {
                 Some(d) => {
                     let skip = block - e.start;
-                    let (shared, run) = fs.shared_run(d + skip, e.len - skip);
+                    let (shared, run) =
+                        fs.shared_run(d + skip, (e.len - skip).min(limit.max(block + 1) - block));
                     let piece =
                         Extent { start: block, len: run, kind: advance(e.kind, skip), boundary: false };
                     (Some(piece), shared, block + run)
@@ -84,7 +86,7 @@ impl MemFile {
         want_end: u64,
     ) -> Result<Option<IomapPair>> {
         let allocate_now = op.intersects(IomapOp::DIRECT | IomapOp::DAX);
-        let (src, shared, src_end) = self.data_source(fs, st, block);
+        let (src, shared, src_end) = self.data_source(fs, st, block, want_end);
         let piece = match st.cow.lookup(block) {
             Ok(c) => {
                 let end = c.end().min(src_end);
@@ -130,7 +132,7 @@ impl MemFile {
             }
             Ok(c) => c,
             Err(next_cow) => {
-                let (src, shared, src_end) = self.data_source(fs, st, block);
+                let (src, shared, src_end) = self.data_source(fs, st, block, want_end);
                 if !shared || src.is_none() {
                     return Ok(None);
                 }
@@ -144,10 +146,17 @@ impl MemFile {
     }
 
     /// `e` (the data extent at `block`) trimmed to start at `block` and end before shared
-    /// blocks and COW staging: what an in-place write may use.
-    pub(crate) fn trim_exclusive(&self, fs: &MemFs, st: &FileState, e: &Extent, block: u64) -> Extent {
+    /// blocks, COW staging and `want_end`: what an in-place write may use.
+    pub(crate) fn trim_exclusive(
+        &self,
+        fs: &MemFs,
+        st: &FileState,
+        e: &Extent,
+        block: u64,
+        want_end: u64,
+    ) -> Extent {
         let skip = block - e.start;
-        let mut len = e.len - skip;
+        let mut len = (e.len - skip).min(want_end.max(block + 1) - block);
         if let Some(d) = e.kind.disk() {
             len = fs.shared_run(d + skip, len).1;
         }

@@ -110,14 +110,21 @@ impl MemFile {
         match st.extents.lookup(block) {
             Ok(e) if e.kind == ExtKind::Delalloc && req.op.contains(IomapOp::WRITEBACK) => {
                 // Convert the reservation from its start up to the end of the request (the
-                // whole extent when writeback covers it).
-                let want = want_end.min(e.end()) - e.start;
-                let (d, got) = fs.alloc_blocks(want, prev_disk_end(&st.extents, e.start))?;
-                st.extents.set(e.start, got, Some(ExtKind::Unwritten(d)));
+                // whole extent when writeback covers it), in as many pieces as free space
+                // comes in, until the piece covering `block` is allocated.
+                let mut start = e.start;
+                let piece = loop {
+                    let want = want_end.min(e.end()) - start;
+                    let (d, got) = fs.alloc_blocks(want, prev_disk_end(&st.extents, start))?;
+                    st.extents.set(start, got, Some(ExtKind::Unwritten(d)));
+                    if start + got > block {
+                        let boundary = e.boundary && start == e.start;
+                        break Extent { start, len: got, kind: ExtKind::Unwritten(d), boundary };
+                    }
+                    start += got;
+                };
                 self.bump_seq();
                 fs.mark_meta_dirty();
-                let piece =
-                    Extent { start: e.start, len: got, kind: ExtKind::Unwritten(d), boundary: e.boundary };
                 Ok(IomapPair::new(self.iomap_of(&piece, bs)))
             }
             Ok(e) if e.kind == ExtKind::Delalloc && direct => Err(Errno::ENOTBLK),
@@ -133,7 +140,7 @@ impl MemFile {
             }
             Ok(e) if writes || req.op.contains(IomapOp::WRITEBACK) => {
                 // Never hand out a write mapping over shared blocks or COW staging.
-                let piece = self.trim_exclusive(fs, st, &e, block);
+                let piece = self.trim_exclusive(fs, st, &e, block, want_end);
                 Ok(IomapPair::new(self.iomap_of(&piece, bs)))
             }
             Ok(e) => Ok(IomapPair::new(self.iomap_of(&e, bs))),
