@@ -8,7 +8,16 @@
 //!   writeback mapping call), MAPPED, UNWRITTEN (fallocate, or the `Unwritten` policy), INLINE
 //!   (inline files up to [`MemFsConfig::inline_capacity`], moved to blocks when a write grows
 //!   past it), and the NEW and BOUNDARY flags;
-//! - completion work: unwritten conversion and the on-disk size, logged for inspection;
+//! - direct I/O: DIRECT writes allocate UNWRITTEN + NEW blocks (MAPPED under the `Mapped`
+//!   policy); inline data and DELALLOC answer `ENOTBLK` (continue buffered);
+//! - reflink: block reference counts ([`RefCounts`]), a COW fork per file (staging
+//!   reservations and allocations, remapped at completion or cancelled on error), clone and
+//!   dedupe ([`MemFile::clone_range_from`], [`MemFile::dedupe_from`]), unshare, and
+//!   [`MemFs::check`], which verifies every block's reference count against the extents;
+//! - DAX: [`MemFs::set_dax`] makes the files' `dax_*` operations copy through a
+//!   [`DaxDevice`] (DAX writes allocate MAPPED + NEW blocks, staging at once);
+//! - completion work: unwritten conversion, COW remap / cancel and the on-disk size, logged for
+//!   inspection;
 //! - counters of `next` calls per operation, closing calls, validity checks, commits;
 //! - hooks that run at a chosen mapping call or validity check (to change the mapping between
 //!   the mapping call and the folio lock);
@@ -19,7 +28,9 @@
 //! Simplifications (it is a double): one metadata record rewritten per commit; blocks of the
 //! `Mapped` policy are allocated before their data is written (a crash may expose stale blocks,
 //! which the delalloc and unwritten policies avoid); no free-space accounting for delalloc
-//! reservations (ENOSPC shows up at conversion).
+//! reservations (ENOSPC shows up at conversion); reference counts per block in memory
+//! (rebuilt from the extents at mount); COW staging is not persistent (a remount frees it, as
+//! XFS recovers its COW fork at mount).
 //!
 //! Lock order: file state > filesystem state > hook list; commit snapshots the file list before
 //! locking files. The engine is never called with a test-fs lock held, and `next` /
@@ -31,6 +42,7 @@
 //! | Linux | here |
 //! |---|---|
 //! | XFS data fork + delalloc + unwritten extents | [`ExtentMap`] per [`MemFile`] |
+//! | XFS COW fork, refcount B+tree, `xfs_reflink_*` | `cow` ExtentMap per file, [`RefCounts`], `cow.rs` |
 //! | `xfs_buffered_write_iomap_begin/end`, `xfs_map_blocks`, `xfs_end_ioend` | `impl IomapOps for MemFile` |
 //! | log force on fsync | [`MemFs::commit`] |
 //! | gfs2 stuffed inodes | inline files |
