@@ -278,3 +278,23 @@ pub fn dedupe_t3_identical_shares_different_differs(env: &TestEnv) -> TestResult
     ensure_eq!(mapped_block(&f, 1)?, mapped_block(&e, 1)?);
     check(&rig)
 }
+
+pub fn clone_survives_remount_with_shared_counts(env: &TestEnv) -> TestResult {
+    let rig = Rig::new(env, RigOpts::new(4096))?;
+    let a = synced(&rig, &pattern(28, 16384))?;
+    let b = rig.file()?;
+    ensure_eq!(b.clone_range_from(&a, 0, 4096, 8192)?, 8192, "A's blocks 0 and 1 become B's 1 and 2");
+    let mut ob = b.open();
+    b.fsync(&mut ob, false)?;
+    let fs2 = rig.remount()?;
+    let b2 = fs2.file(b.id()).ok_or_else(|| TestFailure("clone gone after remount".into()))?;
+    ensure_eq!(b2.extents(), b.extents());
+    ensure_eq!(b2.size(), 12288);
+    let counts: Vec<u32> =
+        (0..4).map(|i| mapped_block(&a, i).map(|d| fs2.refcount(d))).collect::<Result<_, _>>()?;
+    ensure_eq!(counts, vec![2, 2, 1, 1], "counts rebuilt at mount");
+    let mut expect = vec![0u8; 4096];
+    expect.extend_from_slice(&pattern(28, 16384)[..8192]);
+    ensure_eq!(b2.read_disk(0, 12288)?, expect);
+    fs2.check().map_err(TestFailure)
+}

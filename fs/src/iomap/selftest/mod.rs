@@ -119,6 +119,7 @@ pub static SUITE: &[TestCase] = cases![
     cow::clone_past_eof_zeroes_the_gap,
     cow::clone_drops_destination_cache,
     cow::dedupe_t3_identical_shares_different_differs,
+    cow::clone_survives_remount_with_shared_counts,
     dax::dax_t1_reflinked_write_copies_around,
     dax::dax_t2_cow_over_hole_zeroes_head_and_tail,
     dax::dax_copy_around_copies_source_and_whole_aligned_blocks,

@@ -38,3 +38,35 @@ impl MemFs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloc::sync::Arc;
+
+    use crate::block::{BlockDevice, RamDisk};
+    use crate::iomap::selftest::{Rig, RigOpts};
+    use crate::iomap::testfs::ExtKind;
+    use crate::platform::StdPlatform;
+
+    #[test]
+    fn check_finds_wrong_counts_and_leaks() {
+        let disk = Arc::new(RamDisk::new(8 << 20, 512).unwrap());
+        let rig = Rig::on(StdPlatform::arc(), disk as Arc<dyn BlockDevice>, RigOpts::new(4096)).unwrap();
+        let f = rig.file().unwrap();
+        let d = rig.spare_block(0);
+        f.set_extent(0, 2, ExtKind::Mapped(d), false).unwrap();
+        assert_eq!(rig.fs.check(), Ok(()));
+        rig.fs.share_blocks(d, 1).unwrap();
+        let e = rig.fs.check().unwrap_err();
+        assert!(e.contains("reference count 2, 1 extents"), "{e}");
+        rig.fs.put_blocks(d, 1).unwrap();
+        assert_eq!(rig.fs.check(), Ok(()));
+        rig.fs.take_blocks(d + 10, 1).unwrap();
+        let e = rig.fs.check().unwrap_err();
+        assert!(e.contains("leaked"), "{e}");
+        rig.fs.put_blocks(d + 10, 1).unwrap();
+        rig.fs.put_blocks(d + 1, 1).unwrap();
+        let e = rig.fs.check().unwrap_err();
+        assert!(e.contains("reference count 0"), "{e}");
+    }
+}

@@ -60,10 +60,11 @@ impl RefCounts {
 
     /// Adds one owner to every block of `[start, start + len)` (all allocated).
     pub fn share(&mut self, alloc: &BlockAlloc, start: u64, len: u64) -> Result<()> {
-        for b in start..start.checked_add(len).ok_or(Errno::EINVAL)? {
-            if alloc.is_free(b) {
-                return Err(Errno::EINVAL);
-            }
+        let end = start.checked_add(len).ok_or(Errno::EINVAL)?;
+        if (start..end).any(|b| alloc.is_free(b)) {
+            return Err(Errno::EINVAL);
+        }
+        for b in start..end {
             *self.shared.entry(b).or_insert(1) += 1;
         }
         Ok(())
