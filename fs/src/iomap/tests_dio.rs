@@ -286,46 +286,53 @@ fn direct_buffered_truncate_clone_threads_match_the_model() {
     rig.fs.check().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
 }
 
+/// Runs `op` on another thread while a direct I/O is registered on `waited_on`; `op` must not
+/// finish before the I/O ends.
+fn waits_for_dio(waited_on: &MemFile, what: &str, op: impl FnOnce() + Send + 'static) {
+    let guard = waited_on.file().mapping().dio_begin();
+    let done = Arc::new(AtomicBool::new(false));
+    let t = {
+        let done = done.clone();
+        thread::spawn(move || {
+            op();
+            done.store(true, Ordering::Release);
+        })
+    };
+    thread::sleep(std::time::Duration::from_millis(30));
+    assert!(!done.load(Ordering::Acquire), "{what} ran while direct I/O was in flight");
+    drop(guard);
+    t.join().unwrap();
+    assert!(done.load(Ordering::Acquire));
+}
+
 #[test]
-fn truncate_and_clone_wait_for_direct_io_in_flight() {
+fn truncate_punch_clone_and_invalidation_wait_for_direct_io_in_flight() {
     // Direct I/O in flight holds the mapping's DIO count (taken here by hand, so it stays in
-    // flight as long as the test wants): truncate must not free blocks under it.
+    // flight as long as the test wants): nothing may free or remap blocks under it.
     let disk = Arc::new(RamDisk::from_image(vec![GARBAGE; 16 << 20], 512));
-    let rig = Rig::on(StdPlatform::arc(), disk.clone() as Arc<dyn BlockDevice>, RigOpts::new(BS)).unwrap();
+    let rig = Rig::on(StdPlatform::arc(), disk as Arc<dyn BlockDevice>, RigOpts::new(BS)).unwrap();
     let f = rig.file().unwrap();
+    let g = rig.file().unwrap();
     let mut o = f.open();
     f.direct_write(&mut o, 0, &[7u8; 65536], WriteFlags::empty()).unwrap();
-    let guard = f.file().mapping().dio_begin();
-    let truncated = Arc::new(AtomicBool::new(false));
-    let t = {
-        let (f, truncated) = (f.clone(), truncated.clone());
-        thread::spawn(move || {
-            f.truncate(0).unwrap();
-            truncated.store(true, Ordering::Release);
-        })
-    };
-    thread::sleep(std::time::Duration::from_millis(50));
-    assert!(!truncated.load(Ordering::Acquire), "truncate ran while direct I/O was in flight");
-    drop(guard);
-    t.join().unwrap();
-    assert!(truncated.load(Ordering::Acquire));
+    let h = f.clone();
+    waits_for_dio(&f, "punch", move || h.punch_hole(4096, 8192).unwrap());
+    let h = f.clone();
+    waits_for_dio(&f, "invalidation", move || h.invalidate().unwrap());
+    let (h, k) = (f.clone(), g.clone());
+    waits_for_dio(&g, "clone into the file", move || {
+        k.clone_range_from(&h, 0, 0, 0).unwrap();
+    });
+    let (h, k) = (f.clone(), g.clone());
+    waits_for_dio(&f, "clone out of the file", move || {
+        k.clone_range_from(&h, 0, 0, 0).unwrap();
+    });
+    let h = f.clone();
+    waits_for_dio(&f, "truncate", move || h.truncate(0).unwrap());
     assert_eq!(f.size(), 0);
-    // Clone waits the same way.
-    let g = rig.file().unwrap();
-    f.direct_write(&mut o, 0, &[8u8; 8192], WriteFlags::empty()).unwrap();
-    let guard = g.file().mapping().dio_begin();
-    let cloned = Arc::new(AtomicBool::new(false));
-    let t = {
-        let (f, g, cloned) = (f.clone(), g.clone(), cloned.clone());
-        thread::spawn(move || {
-            g.clone_range_from(&f, 0, 0, 0).unwrap();
-            cloned.store(true, Ordering::Release);
-        })
-    };
-    thread::sleep(std::time::Duration::from_millis(50));
-    assert!(!cloned.load(Ordering::Acquire), "clone ran while direct I/O was in flight on the destination");
-    drop(guard);
-    t.join().unwrap();
+    let mut expect = vec![7u8; 65536];
+    expect[4096..12288].fill(0);
     let mut og = g.open();
-    assert_eq!(g.read_all(&mut og).unwrap(), vec![8u8; 8192]);
+    assert_eq!(g.read_all(&mut og).unwrap(), expect);
+    rig.fs.check().unwrap();
 }
