@@ -21,9 +21,9 @@
 //! Then the iomap engine's direct-I/O and copy-on-write figures on `bench0`
 //! (`foliage_fs::iomap::bench_dio`: `direct_write_seq_mib_s`, `direct_read_seq_mib_s`,
 //! `direct_write_rand4k_iops_qd1`, `direct_write_rand4k_iops_qd32`, `cow_write_after_clone_mib_s`,
-//! the cached-read pair, and `direct_*_seq_mib_s_vs_blk` against this boot's `blk_seq_*_mib_s`
-//! of Foliage's driver). The test filesystem is formatted over the disk after the block
-//! workloads are done with it.
+//! the cached-read pair, `raw_seq_*_qd32_mib_s` measured in rounds interleaved with the direct
+//! ones on the same driver, and `direct_*_seq_mib_s_vs_blk` against those). The test filesystem
+//! is formatted over the disk after the block workloads are done with it.
 
 use alloc::format;
 use alloc::sync::Arc;
@@ -127,7 +127,6 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
         ops: (REGION / MIB) as usize,
     };
     run_theirs(&mut theirs, &**p, &fill, 0..fill.ops, &mut their_buf).unwrap_or_else(|e| fail(e));
-    let (mut blk_write, mut blk_read) = (0.0, 0.0);
     for w in &WORKLOADS {
         let (mut t_ours, mut t_theirs, mut t_direct) = (0u64, 0u64, 0u64);
         let per = w.ops / ROUNDS;
@@ -156,11 +155,6 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
         }
         let n = per * ROUNDS;
         let (a, b) = (w.figure(n, t_ours), w.figure(n, t_theirs));
-        match w.name {
-            "blk_seq_write_mib_s" => blk_write = a,
-            "blk_seq_read_mib_s" => blk_read = a,
-            _ => {}
-        }
         print(w.name, a, w.unit());
         print(&format!("virtio_drivers_{}", w.name), b, w.unit());
         print(&format!("{}_vs_virtio_drivers", w.name), a / b.max(f64::MIN_POSITIVE), "x");
@@ -169,9 +163,9 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
         }
     }
     // Direct I/O and copy on write through the iomap engine on bench0 (Foliage's driver),
-    // with the ratios against this boot's block figures of the same driver.
+    // with its ratios against raw rounds on the same driver interleaved with the direct ones.
     let dev: Arc<dyn BlockDevice> = ours.dev.clone();
-    match foliage_fs::iomap::bench_dio::dio_bench(p, dev, Some((blk_write, blk_read))) {
+    match foliage_fs::iomap::bench_dio::dio_bench(p, dev) {
         Ok(rows) => {
             for (name, value, unit) in rows {
                 print(name, value, unit);

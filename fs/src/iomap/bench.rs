@@ -195,6 +195,21 @@ pub(crate) fn raw_seq(
     bytes: u64,
     depth: usize,
 ) -> Result<f64> {
+    let ns = raw_seq_ns(platform, dev, op, base, bytes, depth, op == BioOp::Write)?;
+    Ok(mib_s(bytes, ns))
+}
+
+/// Sequential 1 MiB bios over `[base, base + bytes)`, `depth` in flight, then a flush if
+/// `flush_after`; the nanoseconds it took (buffer allocation not included).
+pub(crate) fn raw_seq_ns(
+    platform: &Arc<dyn Platform>,
+    dev: &dyn BlockDevice,
+    op: BioOp,
+    base: u64,
+    bytes: u64,
+    depth: usize,
+    flush_after: bool,
+) -> Result<u64> {
     let depth = depth.max(1);
     let bufs: Vec<DmaBuffer> =
         (0..depth).map(|_| DmaBuffer::new(platform, MIB as usize)).collect::<Result<_>>()?;
@@ -219,10 +234,10 @@ pub(crate) fn raw_seq(
     for c in pending.into_iter().flatten() {
         c.wait(dev, &**platform)?;
     }
-    if op == BioOp::Write {
+    if flush_after {
         flush(dev, &**platform)?;
     }
-    Ok(mib_s(bytes, platform.now_ns() - t))
+    Ok(platform.now_ns() - t)
 }
 
 #[cfg(test)]
