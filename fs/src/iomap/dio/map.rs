@@ -126,25 +126,39 @@ fn submit_edge(
     }
 }
 
-/// Writes the iterator's current mapping from `data` (the caller's bytes at `it.pos()`);
-/// returns the bytes processed. The range is recorded in `ws` before any bio is submitted, so
-/// a failure still reaches completion (copy-on-write cancel).
+/// The part `[pos, pos + len)` of one mapping (`m`, with srcmap `src`) that one request covers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Piece {
+    pub m: Iomap,
+    pub src: Iomap,
+    pub pos: u64,
+    pub len: u64,
+}
+
+impl Piece {
+    /// The iterator's current mapping, cut to `[pos, pos + len)` (inside what it offers).
+    pub(crate) fn of(it: &IomapIter, pos: u64, len: u64) -> Self {
+        Self { m: *it.iomap(), src: *it.srcmap(), pos, len }
+    }
+}
+
+/// Writes `piece` from `data` (the caller's bytes at `piece.pos`) for request `req`; returns
+/// the bytes processed. The range is recorded in `ws` before any bio is submitted, so a
+/// failure still reaches completion (copy-on-write cancel).
 ///
 /// # Safety
 ///
-/// `data` points at `it.length()` bytes of a buffer borrowed for the run's lifetime.
+/// `data` points at `piece.len` bytes of a buffer borrowed for the run's lifetime.
 pub(crate) unsafe fn write_mapping(
     run: &mut DioRun<'_>,
     req: usize,
     ops: &dyn IomapOps,
-    it: &IomapIter,
+    piece: Piece,
     data: NonNull<u8>,
     bs: u64,
     ws: &mut WriteState,
 ) -> Result<u64> {
-    let m = *it.iomap();
-    let src = *it.srcmap();
-    let (pos, len) = (it.pos(), it.length());
+    let Piece { m, src, pos, len } = piece;
     let end = pos + len;
     match m.kind {
         IomapType::Hole | IomapType::Delalloc => return Err(Errno::EIO),
@@ -199,26 +213,25 @@ pub(crate) unsafe fn write_mapping(
     Ok(len)
 }
 
-/// Reads the iterator's current mapping into `dst` (the caller's buffer at `it.pos()`);
-/// returns the bytes processed. `size` is the in-core size (for inline data). DELALLOC is
+/// Reads `piece` into `dst` (the caller's buffer at `piece.pos`) for request `req`; returns
+/// the bytes processed. `size` is the in-core size (for inline data). DELALLOC is
 /// `EIO` unless `delalloc_zero` (a caller that wrote the range back first: a reservation left
 /// without cached data reads as zeros).
 ///
 /// # Safety
 ///
-/// `dst` points at `it.length()` bytes of a buffer exclusively borrowed for the run's
+/// `dst` points at `piece.len` bytes of a buffer exclusively borrowed for the run's
 /// lifetime.
 pub(crate) unsafe fn read_mapping(
     run: &mut DioRun<'_>,
     req: usize,
     ops: &dyn IomapOps,
-    it: &IomapIter,
+    piece: Piece,
     dst: NonNull<u8>,
     size: u64,
     delalloc_zero: bool,
 ) -> Result<u64> {
-    let m = *it.iomap();
-    let (pos, len) = (it.pos(), it.length());
+    let Piece { m, pos, len, .. } = piece;
     match m.kind {
         IomapType::Mapped => {
             // SAFETY: forwarded from the caller.

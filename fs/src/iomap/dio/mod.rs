@@ -12,7 +12,13 @@
 //!
 //! The batch calls are the asynchronous form (queue depth > 1 for a synchronous API): every
 //! bio of every request is submitted before the call waits, then each request is completed.
-//! The requests of one write batch must not overlap (`EINVAL`).
+//! Requests lying back to back are mapped by one iteration (one mapping call per extent, not
+//! per request; `walk`). The requests of one write batch must not overlap (`EINVAL`); write
+//! requests that share a filesystem block run one after the other (their sub-block zeroing
+//! would race with each other's data).
+//!
+//! Files: `read` and `write` (the batches), `walk` (grouping), `map` (what one mapping
+//! becomes), `run` (bios, memory, waiting), `complete` (completion work).
 //!
 //! # Rules
 //!
@@ -93,31 +99,29 @@
 
 mod complete;
 mod map;
+mod read;
 mod run;
+mod walk;
+mod write;
 
+pub use read::direct_read_batch;
 pub use run::BOUNCE_MAX;
+pub use write::direct_write_batch;
 
 pub(crate) use self::complete::complete_write;
 pub(crate) use self::map::{push_range, DoneRange};
 
 use alloc::sync::Arc;
-use alloc::vec;
-use alloc::vec::Vec;
 use core::ptr::NonNull;
 
-use self::map::{read_mapping, write_mapping, WriteState};
+use self::map::{read_mapping, Piece};
 use self::run::DioRun;
-use super::context::Counters;
-use super::copy::SliceSource;
-use super::file::{IomapFile, OpenFile, MAX_FILE_SIZE};
-use super::iter::{iterate, Progress, Step};
+use super::file::{IomapFile, OpenFile};
+use super::iter::{iterate, Step};
 use super::ops::IomapOps;
-use super::read::read;
 use super::sync::write_and_wait;
 use super::types::IomapOp;
-use super::write::{write, WriteFlags};
-use super::zero::zero_range;
-use crate::block::sync::flush;
+use super::write::WriteFlags;
 use crate::pagecache::DioGuard;
 use crate::{Errno, Result};
 
@@ -183,281 +187,9 @@ pub fn direct_write(
     direct_write_batch(file, ops, open, &[DioWrite { pos, data }], flags).pop().unwrap_or(Err(Errno::EIO))
 }
 
-/// What happened to one request of a batch before completion.
-#[derive(Clone, Copy, Debug)]
-enum Plan {
-    /// Finished already (the result is in the results vector).
-    Done,
-    /// Done directly, then (from the byte count of the walk) buffered if the walk said ENOTBLK.
-    Direct { rlen: u64, io_len: u64 },
-    /// Done buffered as a whole.
-    Buffered,
-}
-
-/// Reads every request of `reqs` directly, all bios in flight together. See the module
-/// documentation. Returns each request's result.
-pub fn direct_read_batch(
-    file: &Arc<IomapFile>,
-    ops: &Arc<dyn IomapOps>,
-    open: &mut OpenFile,
-    reqs: &mut [DioRead<'_>],
-) -> Vec<Result<usize>> {
-    let n = reqs.len();
-    let mut results: Vec<Result<usize>> = vec![Ok(0); n];
-    let mut plans = vec![Plan::Done; n];
-    let bs = file.block_size();
-    let guard = dio_begin(file);
-    let size = file.size();
-    let lbs = file.ctx().device().info().logical_block_size.max(1) as u64;
-    for (i, r) in reqs.iter().enumerate() {
-        if let Err(e) = check_alignment(file, r.pos, r.buf.len(), r.buf.as_ptr() as usize) {
-            results[i] = Err(e);
-            continue;
-        }
-        if r.buf.is_empty() || r.pos >= size {
-            continue;
-        }
-        let rlen = (r.buf.len() as u64).min(size - r.pos);
-        let io_len = rlen.div_ceil(lbs) * lbs;
-        if file.needs_writeback(r.pos, r.pos + io_len) {
-            if let Err(e) = write_and_wait(file, ops, r.pos, r.pos + io_len) {
-                results[i] = Err(e);
-                continue;
-            }
-        }
-        plans[i] = Plan::Direct { rlen, io_len };
-    }
-    let mut walks: Vec<Option<Progress>> = vec![None; n];
-    let errors = {
-        let mut run = DioRun::new(file.ctx(), n);
-        for (i, r) in reqs.iter_mut().enumerate() {
-            let Plan::Direct { io_len, .. } = plans[i] else { continue };
-            let (pos, base) = (r.pos, r.buf.as_mut_ptr());
-            let walk = iterate(&**ops, pos, io_len, IomapOp::DIRECT, bs, |it| {
-                let Some(dst) = NonNull::new(base.wrapping_add((it.pos() - pos) as usize)) else {
-                    return Step::failed(0, Errno::EFAULT);
-                };
-                // SAFETY: `dst` points at `it.length()` bytes inside `r.buf` (the walk stays in
-                // `[pos, pos + io_len)`, `io_len <= buf.len()`), exclusively borrowed until the
-                // run finished.
-                match unsafe { read_mapping(&mut run, i, &**ops, it, dst, size, false) } {
-                    Ok(done) => Step::done(done),
-                    Err(e) => Step::failed(0, e),
-                }
-            });
-            if let Some(e) = walk.error.filter(|&e| e != Errno::ENOTBLK) {
-                run.tracker(i).fail(e);
-            }
-            walks[i] = Some(walk);
-        }
-        run.finish()
-    };
-    drop(guard);
-    for (i, r) in reqs.iter_mut().enumerate() {
-        let Plan::Direct { rlen, io_len } = plans[i] else { continue };
-        if let Some(e) = errors[i] {
-            results[i] = Err(e);
-            continue;
-        }
-        let walked = walks[i].map_or(0, |w| w.done);
-        if walked >= io_len {
-            r.buf[rlen as usize..io_len as usize].fill(0);
-            results[i] = Ok(rlen as usize);
-            continue;
-        }
-        // ENOTBLK: the rest goes through the cache.
-        Counters::add(&file.ctx().counters.dio_fallbacks, 1);
-        let done = walked.min(rlen) as usize;
-        let rest = read(file, ops, open, r.pos + done as u64, &mut r.buf[done..rlen as usize]);
-        results[i] = match rest {
-            Ok(k) => Ok(done + k),
-            Err(_) if done > 0 => Ok(done),
-            Err(e) => Err(e),
-        };
-    }
-    results
-}
-
-/// Writes every request of `reqs` directly, all bios in flight together. See the module
-/// documentation. Returns each request's result; overlapping requests are all `EINVAL`.
-pub fn direct_write_batch(
-    file: &Arc<IomapFile>,
-    ops: &Arc<dyn IomapOps>,
-    open: &mut OpenFile,
-    reqs: &[DioWrite<'_>],
-    flags: WriteFlags,
-) -> Vec<Result<usize>> {
-    let n = reqs.len();
-    let mut results: Vec<Result<usize>> = vec![Ok(0); n];
-    let mut plans = vec![Plan::Done; n];
-    let bs = file.block_size();
-    if overlapping(reqs) {
-        return vec![Err(Errno::EINVAL); n];
-    }
-    let mut unaligned = false;
-    for (i, r) in reqs.iter().enumerate() {
-        let len = r.data.len() as u64;
-        let checked = check_alignment(file, r.pos, r.data.len(), r.data.as_ptr() as usize).and_then(|_| {
-            match r.pos.checked_add(len) {
-                Some(end) if end <= MAX_FILE_SIZE => Ok(()),
-                _ => Err(Errno::EFBIG),
-            }
-        });
-        match checked {
-            Err(e) => results[i] = Err(e),
-            Ok(()) if len == 0 => {}
-            Ok(()) => {
-                unaligned |= !r.pos.is_multiple_of(bs) || !len.is_multiple_of(bs);
-                plans[i] = Plan::Direct { rlen: len, io_len: len };
-            }
-        }
-    }
-    if unaligned {
-        file.mapping().wait_dio();
-    }
-    // Writes starting past EOF: the old EOF block's tail and the gaps read as zeros (through
-    // the cache, as a buffered write does; the flush below writes back what it overlaps). One
-    // zeroing up to the furthest start covers every request of the batch.
-    let size = file.size();
-    let beyond = reqs.iter().zip(&plans).filter(|(r, p)| matches!(p, Plan::Direct { .. }) && r.pos > size);
-    if let Some(furthest) = beyond.map(|(r, _)| r.pos).max() {
-        if let Err(e) = zero_range(file, ops, size, furthest - size) {
-            for (i, r) in reqs.iter().enumerate() {
-                if matches!(plans[i], Plan::Direct { .. }) && r.pos > size {
-                    results[i] = Err(e);
-                    plans[i] = Plan::Done;
-                }
-            }
-        }
-    }
-    let guard = dio_begin(file);
-    for (i, r) in reqs.iter().enumerate() {
-        if !matches!(plans[i], Plan::Direct { .. }) {
-            continue;
-        }
-        let (start, end) = block_range(r.pos, r.data.len() as u64, bs);
-        if file.needs_writeback(start, end) {
-            if let Err(e) = write_and_wait(file, ops, start, end) {
-                results[i] = Err(e);
-                plans[i] = Plan::Done;
-                continue;
-            }
-        }
-        if file.mapping().invalidate_range(start, end).is_err() {
-            plans[i] = Plan::Buffered;
-        }
-    }
-    let fua_ok = flags.contains(WriteFlags::DSYNC) && !flags.contains(WriteFlags::SYNC);
-    let mut states: Vec<WriteState> =
-        (0..n).map(|_| WriteState::new(file.size(), file.disk_size(), fua_ok)).collect();
-    let mut walks: Vec<Option<Progress>> = vec![None; n];
-    let errors = {
-        let mut run = DioRun::new(file.ctx(), n);
-        for (i, r) in reqs.iter().enumerate() {
-            let Plan::Direct { io_len, .. } = plans[i] else { continue };
-            let (pos, base) = (r.pos, r.data.as_ptr());
-            let ws = &mut states[i];
-            let walk = iterate(&**ops, pos, io_len, IomapOp::WRITE | IomapOp::DIRECT, bs, |it| {
-                let Some(src) = NonNull::new(base.wrapping_add((it.pos() - pos) as usize) as *mut u8) else {
-                    return Step::failed(0, Errno::EFAULT);
-                };
-                // SAFETY: `src` points at `it.length()` bytes inside `r.data`, borrowed until
-                // the run finished; bios only read it.
-                match unsafe { write_mapping(&mut run, i, &**ops, it, src, bs, ws) } {
-                    Ok(done) => Step::done(done),
-                    Err(e) => Step::failed(0, e),
-                }
-            });
-            if let Some(e) = walk.error.filter(|&e| e != Errno::ENOTBLK) {
-                run.tracker(i).fail(e);
-            }
-            walks[i] = Some(walk);
-        }
-        run.finish()
-    };
-    let mut commit = false;
-    for (i, r) in reqs.iter().enumerate() {
-        let Plan::Direct { .. } = plans[i] else { continue };
-        let completed = complete_write(file, &**ops, &states[i].ranges, errors[i], true);
-        let (start, end) = block_range(r.pos, r.data.len() as u64, bs);
-        // A racing buffered read may have cached old bytes (or zeros of an unwritten extent).
-        let _ = file.mapping().invalidate_range(start, end);
-        match completed {
-            Err(e) => results[i] = Err(e),
-            Ok(()) => {
-                commit |= states[i].needs_commit || flags.contains(WriteFlags::SYNC);
-                results[i] = Ok(walks[i].map_or(0, |w| w.done) as usize);
-            }
-        }
-    }
-    drop(guard);
-    let sync = flags.intersects(WriteFlags::DSYNC | WriteFlags::SYNC);
-    if sync && commit {
-        if let Err(e) = sync_after(file, ops, flags) {
-            for r in results.iter_mut().filter(|r| r.is_ok()) {
-                *r = Err(e);
-            }
-        }
-    }
-    for (i, r) in reqs.iter().enumerate() {
-        let done = match (plans[i], &results[i]) {
-            (Plan::Buffered, _) => 0,
-            (Plan::Direct { io_len, .. }, Ok(d)) if (*d as u64) < io_len => *d,
-            _ => continue,
-        };
-        Counters::add(&file.ctx().counters.dio_fallbacks, 1);
-        let rest = write_buffered(file, ops, open, r.pos + done as u64, &r.data[done..], flags);
-        results[i] = match rest {
-            Ok(k) => Ok(done + k),
-            Err(_) if done > 0 => Ok(done),
-            Err(e) => Err(e),
-        };
-    }
-    results
-}
-
-/// True when two requests of a batch overlap.
-fn overlapping(reqs: &[DioWrite<'_>]) -> bool {
-    let mut ranges: Vec<(u64, u64)> = reqs
-        .iter()
-        .map(|r| (r.pos, r.pos.saturating_add(r.data.len() as u64)))
-        .filter(|r| r.0 < r.1)
-        .collect();
-    ranges.sort_unstable();
-    ranges.windows(2).any(|w| w[1].0 < w[0].1)
-}
-
 /// `[pos, pos + len)` rounded out to blocks of `bs`.
 fn block_range(pos: u64, len: u64, bs: u64) -> (u64, u64) {
     (pos & !(bs - 1), (pos + len).div_ceil(bs) * bs)
-}
-
-/// O_DSYNC / O_SYNC after a write that was not all pure FUA overwrites.
-fn sync_after(file: &IomapFile, ops: &Arc<dyn IomapOps>, flags: WriteFlags) -> Result<()> {
-    let ctx = file.ctx();
-    if !ops.commit(!flags.contains(WriteFlags::SYNC))? {
-        flush(&**ctx.device(), &**ctx.platform())?;
-    }
-    Ok(())
-}
-
-/// The buffered continuation of a direct write: write, write back, wait, invalidate (so the
-/// data is on the device on return, as a direct write's would be).
-fn write_buffered(
-    file: &Arc<IomapFile>,
-    ops: &Arc<dyn IomapOps>,
-    open: &mut OpenFile,
-    pos: u64,
-    data: &[u8],
-    flags: WriteFlags,
-) -> Result<usize> {
-    let n = write(file, ops, open, pos, &mut SliceSource::new(data), flags)?;
-    let end = pos + n as u64;
-    write_and_wait(file, ops, pos, end)?;
-    let bs = file.block_size();
-    let (start, end) = block_range(pos, n as u64, bs);
-    let _ = file.mapping().invalidate_range(start, end);
-    Ok(n)
 }
 
 /// Writes back and drops the cache over bytes `[start, end)` after waiting for direct I/O in
@@ -493,7 +225,8 @@ pub(crate) fn read_uncached(
         };
         // SAFETY: `dst` points at `it.length()` bytes inside `buf`, exclusively borrowed until
         // the run finished.
-        match unsafe { read_mapping(&mut run, 0, &**ops, it, dst, size, true) } {
+        let piece = Piece::of(it, it.pos(), it.length());
+        match unsafe { read_mapping(&mut run, 0, &**ops, piece, dst, size, true) } {
             Ok(done) => Step::done(done),
             Err(e) => Step::failed(0, e),
         }

@@ -419,3 +419,51 @@ pub fn dio_read_op_is_direct(env: &TestEnv) -> TestResult {
     ensure_eq!((c.map_read, c.map_other, c.finish), (0, 1, 1), "one DIRECT mapping call and its end");
     Ok(())
 }
+
+pub fn dio_batch_back_to_back_requests_share_one_mapping_walk(env: &TestEnv) -> TestResult {
+    let rig = Rig::new(env, RigOpts::new(4096))?;
+    let f = rig.mapped_file(rig.spare_block(0), 16, &[0u8; 65536])?;
+    let mut open = f.open();
+    let data: Vec<Vec<u8>> = (0..8).map(|i| pattern(40 + i as u8, 8192)).collect();
+    // Out of order in the batch, back to back in the file.
+    let reqs: Vec<crate::iomap::DioWrite<'_>> = [3usize, 0, 7, 1, 2, 6, 4, 5]
+        .iter()
+        .map(|&i| crate::iomap::DioWrite { pos: i as u64 * 8192, data: &data[i] })
+        .collect();
+    rig.fs.reset_counts();
+    let results = f.direct_write_batch(&mut open, &reqs, WriteFlags::empty());
+    ensure!(results.iter().all(|r| *r == Ok(8192)), "{:?}", results);
+    let c = rig.fs.counts();
+    ensure_eq!((c.map_write, c.finish), (1, 1), "one mapping call for the extent, not one per request");
+    ensure_eq!(rig.trace.counts().writes, 8, "still one bio per request");
+    ensure_eq!(f.read_disk(0, 65536)?, data.concat());
+    let mut bufs: Vec<Vec<u8>> = (0..8).map(|_| vec![0u8; 8192]).collect();
+    let mut reads: Vec<crate::iomap::DioRead<'_>> = bufs
+        .iter_mut()
+        .enumerate()
+        .map(|(i, b)| crate::iomap::DioRead { pos: i as u64 * 8192, buf: &mut b[..] })
+        .collect();
+    rig.fs.reset_counts();
+    let results = f.direct_read_batch(&mut open, &mut reads);
+    ensure!(results.iter().all(|r| *r == Ok(8192)), "{:?}", results);
+    ensure_eq!(rig.fs.counts().map_other, 1);
+    ensure!(bufs == data);
+    Ok(())
+}
+
+pub fn dio_batch_requests_sharing_a_block_run_one_at_a_time(env: &TestEnv) -> TestResult {
+    let rig = Rig::new(env, RigOpts::new(4096))?;
+    let f = rig.file()?;
+    let mut open = f.open();
+    let (a, b) = ([b'a'; 512], [b'b'; 512]);
+    let reqs = [crate::iomap::DioWrite { pos: 0, data: &a }, crate::iomap::DioWrite { pos: 512, data: &b }];
+    ensure_eq!(f.direct_write_batch(&mut open, &reqs, WriteFlags::empty()), vec![Ok(512), Ok(512)]);
+    let mut expect = vec![0u8; 4096];
+    expect[..512].fill(b'a');
+    expect[512..1024].fill(b'b');
+    let got = f.read_disk(0, 4096)?;
+    let first_diff = got.iter().zip(&expect).position(|(a, b)| a != b);
+    ensure!(first_diff.is_none(), "the zeroing of one overwrote the other's data at {:?}", first_diff);
+    ensure_eq!(f.size(), 1024);
+    Ok(())
+}
