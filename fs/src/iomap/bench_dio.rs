@@ -128,11 +128,15 @@ fn read_batch(f: &MemFile, batch: u64, bufs: &mut [Vec<u8>]) -> Result<()> {
     all_ok(&f.direct_read_batch(&mut open, &mut reqs), MIB as usize)
 }
 
-/// Writes batch `batch` of `f` directly from `chunk`, 32 x 1 MiB in flight.
-fn write_batch(f: &MemFile, batch: u64, chunk: &[u8]) -> Result<()> {
+/// Writes batch `batch` of `f` directly from `srcs` (32 distinct 1 MiB buffers, as the raw
+/// rounds use), 32 x 1 MiB in flight.
+fn write_batch(f: &MemFile, batch: u64, srcs: &[Vec<u8>]) -> Result<()> {
     let mut open = f.open();
-    let reqs: Vec<DioWrite<'_>> =
-        (0..DEPTH as u64).map(|i| DioWrite { pos: (batch * DEPTH as u64 + i) * MIB, data: chunk }).collect();
+    let reqs: Vec<DioWrite<'_>> = srcs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| DioWrite { pos: (batch * DEPTH as u64 + i as u64) * MIB, data: d })
+        .collect();
     all_ok(&f.direct_write_batch(&mut open, &reqs, WriteFlags::empty()), MIB as usize)
 }
 
@@ -188,6 +192,7 @@ pub fn dio_bench_sized(
     let fs = MemFs::format(&ctx, MemFsConfig::new(BS))?;
     let now = || platform.now_ns();
     let chunk: Vec<u8> = (0..MIB as usize).map(|i| (i * 13 + 5) as u8).collect();
+    let srcs: Vec<Vec<u8>> = (0..DEPTH).map(|k| chunk.iter().map(|&b| b ^ k as u8).collect()).collect();
     let mut rows = Vec::new();
 
     // Sequential direct writes into a new file, then reads, interleaved with raw rounds.
@@ -196,7 +201,7 @@ pub fn dio_bench_sized(
     let raw_base = fs.config().meta_blocks * BS + seq;
     let rounds = seq / batch_bytes;
     let (dw_ns, raw_w_ns) =
-        interleaved(platform, &*queue, BioOp::Write, raw_base, rounds, |r| write_batch(&f, r, &chunk))?;
+        interleaved(platform, &*queue, BioOp::Write, raw_base, rounds, |r| write_batch(&f, r, &srcs))?;
     let (dw, raw_w) = (mib_s(seq, dw_ns), mib_s(seq, raw_w_ns));
     rows.push(("direct_write_seq_mib_s", dw, "MiB/s"));
     let mut bufs: Vec<Vec<u8>> = (0..DEPTH).map(|_| vec![0u8; MIB as usize]).collect();
@@ -204,7 +209,7 @@ pub fn dio_bench_sized(
         interleaved(platform, &*queue, BioOp::Read, raw_base, rounds, |r| read_batch(&f, r, &mut bufs))?;
     let (dr, raw_r) = (mib_s(seq, dr_ns), mib_s(seq, raw_r_ns));
     rows.push(("direct_read_seq_mib_s", dr, "MiB/s"));
-    if bufs[DEPTH - 1] != chunk {
+    if bufs != srcs {
         return Err(Errno::EIO);
     }
 
