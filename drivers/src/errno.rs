@@ -32,6 +32,8 @@ pub enum Errno {
     EACCES = 13,
     /// Bad address (a buffer the device cannot reach).
     EFAULT = 14,
+    /// Block device required (the iomap engine: "not for direct I/O here, continue buffered").
+    ENOTBLK = 15,
     /// Device or resource busy.
     EBUSY = 16,
     /// File exists.
@@ -86,7 +88,7 @@ pub enum Errno {
 
 impl Errno {
     /// Every value, in numeric order.
-    pub const ALL: [Errno; 36] = [
+    pub const ALL: [Errno; 37] = [
         Errno::EPERM,
         Errno::ENOENT,
         Errno::EINTR,
@@ -98,6 +100,7 @@ impl Errno {
         Errno::ENOMEM,
         Errno::EACCES,
         Errno::EFAULT,
+        Errno::ENOTBLK,
         Errno::EBUSY,
         Errno::EEXIST,
         Errno::EXDEV,
@@ -149,6 +152,7 @@ impl Errno {
             Errno::ENOMEM => "ENOMEM",
             Errno::EACCES => "EACCES",
             Errno::EFAULT => "EFAULT",
+            Errno::ENOTBLK => "ENOTBLK",
             Errno::EBUSY => "EBUSY",
             Errno::EEXIST => "EEXIST",
             Errno::EXDEV => "EXDEV",

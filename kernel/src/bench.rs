@@ -17,6 +17,13 @@
 //! bench <name>_vs_virtio_drivers <ours / theirs> x
 //! bench <name>_direct_desc <value> <unit>          (queue depth 32 random workloads only)
 //! ```
+//!
+//! Then the iomap engine's direct-I/O and copy-on-write figures on `bench0`
+//! (`foliage_fs::iomap::bench_dio`: `direct_write_seq_mib_s`, `direct_read_seq_mib_s`,
+//! `direct_write_rand4k_iops_qd1`, `direct_write_rand4k_iops_qd32`, `cow_write_after_clone_mib_s`,
+//! the cached-read pair, `raw_seq_*_qd32_mib_s` measured in rounds interleaved with the direct
+//! ones on the same driver, and `direct_*_seq_mib_s_vs_blk` against those). The test filesystem
+//! is formatted over the disk after the block workloads are done with it.
 
 use alloc::format;
 use alloc::sync::Arc;
@@ -161,6 +168,17 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
     match foliage_fs::iomap::bench::bench(p, queue) {
         Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
         Err(e) => fail(&format!("iomap bench: {e}")),
+    }
+    // Direct I/O and copy on write through the iomap engine on bench0 (Foliage's driver),
+    // with its ratios against raw rounds on the same driver interleaved with the direct ones.
+    let dev: Arc<dyn BlockDevice> = ours.dev.clone();
+    match foliage_fs::iomap::bench_dio::dio_bench(p, dev) {
+        Ok(rows) => {
+            for (name, value, unit) in rows {
+                print(name, value, unit);
+            }
+        }
+        Err(e) => fail(&format!("direct I/O benchmarks: {e}")),
     }
     exit(ExitCode::Pass)
 }

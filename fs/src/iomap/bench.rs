@@ -176,8 +176,8 @@ pub fn bench_sized(
 
     // Raw sequential figures on the same queue, past the filesystem's blocks.
     let base = (fs.config().meta_blocks + 8 * MIB / bs) * bs;
-    let raw_w = raw_seq(platform, &*queue, BioOp::Write, base, io)?;
-    let raw_r = raw_seq(platform, &*queue, BioOp::Read, base, io)?;
+    let raw_w = raw_seq(platform, &*queue, BioOp::Write, base, io, 8)?;
+    let raw_r = raw_seq(platform, &*queue, BioOp::Read, base, io, 8)?;
     rows.push(("raw_seq_write_mib_s", raw_w, "MiB/s"));
     rows.push(("raw_seq_read_mib_s", raw_r, "MiB/s"));
     rows.push(("buffered_write_fsync_mib_s_vs_blk", fsync_w / raw_w, "x"));
@@ -185,21 +185,38 @@ pub fn bench_sized(
     Ok(rows)
 }
 
-/// Sequential 1 MiB bios over `[base, base + bytes)`, 8 in flight (writes end with a flush).
-fn raw_seq(
+/// Sequential 1 MiB bios over `[base, base + bytes)`, `depth` in flight (writes end with a
+/// flush); MiB/s.
+pub(crate) fn raw_seq(
     platform: &Arc<dyn Platform>,
     dev: &dyn BlockDevice,
     op: BioOp,
     base: u64,
     bytes: u64,
+    depth: usize,
 ) -> Result<f64> {
-    const DEPTH: usize = 8;
+    let ns = raw_seq_ns(platform, dev, op, base, bytes, depth, op == BioOp::Write)?;
+    Ok(mib_s(bytes, ns))
+}
+
+/// Sequential 1 MiB bios over `[base, base + bytes)`, `depth` in flight, then a flush if
+/// `flush_after`; the nanoseconds it took (buffer allocation not included).
+pub(crate) fn raw_seq_ns(
+    platform: &Arc<dyn Platform>,
+    dev: &dyn BlockDevice,
+    op: BioOp,
+    base: u64,
+    bytes: u64,
+    depth: usize,
+    flush_after: bool,
+) -> Result<u64> {
+    let depth = depth.max(1);
     let bufs: Vec<DmaBuffer> =
-        (0..DEPTH).map(|_| DmaBuffer::new(platform, MIB as usize)).collect::<Result<_>>()?;
-    let mut pending: Vec<Option<Arc<Completion>>> = (0..DEPTH).map(|_| None).collect();
+        (0..depth).map(|_| DmaBuffer::new(platform, MIB as usize)).collect::<Result<_>>()?;
+    let mut pending: Vec<Option<Arc<Completion>>> = (0..depth).map(|_| None).collect();
     let t = platform.now_ns();
     for i in 0..bytes / MIB {
-        let slot = (i as usize) % DEPTH;
+        let slot = (i as usize) % depth;
         if let Some(c) = pending[slot].take() {
             c.wait(dev, &**platform)?;
         }
@@ -217,10 +234,10 @@ fn raw_seq(
     for c in pending.into_iter().flatten() {
         c.wait(dev, &**platform)?;
     }
-    if op == BioOp::Write {
+    if flush_after {
         flush(dev, &**platform)?;
     }
-    Ok(mib_s(bytes, platform.now_ns() - t))
+    Ok(platform.now_ns() - t)
 }
 
 #[cfg(test)]

@@ -75,6 +75,15 @@ pub struct IomapStats {
     pub stale_mappings: u64,
     /// Folios written by writeback.
     pub folios_written: u64,
+    /// Data bios of direct I/O (reads and writes, sub-block zeroing and read-around included).
+    pub dio_bios: u64,
+    /// Bytes they moved.
+    pub dio_bytes: u64,
+    /// Bytes of them that went through a bounce buffer (the caller's memory was not DMA-able).
+    pub dio_bounced_bytes: u64,
+    /// Direct I/O requests that continued as buffered I/O (a mapping not for direct I/O, or a
+    /// cache range that could not be invalidated).
+    pub dio_fallbacks: u64,
 }
 
 #[derive(Default)]
@@ -89,6 +98,10 @@ pub(crate) struct Counters {
     pub readahead_windows: AtomicU64,
     pub stale_mappings: AtomicU64,
     pub folios_written: AtomicU64,
+    pub dio_bios: AtomicU64,
+    pub dio_bytes: AtomicU64,
+    pub dio_bounced_bytes: AtomicU64,
+    pub dio_fallbacks: AtomicU64,
 }
 
 impl Counters {
@@ -109,6 +122,10 @@ impl Counters {
             readahead_windows: g(&self.readahead_windows),
             stale_mappings: g(&self.stale_mappings),
             folios_written: g(&self.folios_written),
+            dio_bios: g(&self.dio_bios),
+            dio_bytes: g(&self.dio_bytes),
+            dio_bounced_bytes: g(&self.dio_bounced_bytes),
+            dio_fallbacks: g(&self.dio_fallbacks),
         }
     }
 }

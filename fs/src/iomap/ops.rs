@@ -17,13 +17,35 @@
 //!   MAPPED, UNWRITTEN or HOLE.
 //!   Calls are per extent: return the whole extent covering `req.pos` (it may extend before
 //!   `pos` and beyond `pos + len`), never one block.
+//!
+//!   Operations and what they need (see the module docs of [`dio`](super::dio),
+//!   [`unshare`](super::unshare) and [`dax`](super::dax)):
+//!   - `DIRECT` (read) / `DIRECT | WRITE`: a write must get allocated blocks (MAPPED, or
+//!     UNWRITTEN + NEW for new ones), never HOLE or DELALLOC; `Err(ENOTBLK)` says "not for
+//!     direct I/O here" (inline data, reservations): the engine finishes what it did directly
+//!     and continues buffered. The closing call follows as usual.
+//!   - Copy on write: a write (`WRITE`, `ZERO`, `WRITE | UNSHARE`, also with `DIRECT` or
+//!     `DAX`) over shared blocks returns the staging extent flagged
+//!     [`IomapFlags::SHARED`](super::IomapFlags::SHARED) with the old data as the srcmap (SHARED
+//!     only together with a srcmap, or with no old data at all); buffered writes may get a
+//!     DELALLOC reservation, `DIRECT` and `DAX` need allocated staging. The writeback call
+//!     returns the allocated staging flagged SHARED. Mappings offered for in-place writes must
+//!     not cover shared blocks. `UNSHARE` never allocates holes.
+//!   - `DAX` / `DAX | WRITE` / `DAX | ZERO`: as direct I/O, the address being a byte offset on
+//!     the DAX device; no DELALLOC for writes (there is no writeback).
 //! - [`IomapOps::is_valid`]: after locking a folio the engine asks whether the mapping it holds
 //!   is still current (compare `iomap.validity` with the file's mapping sequence). If not, the
 //!   engine unlocks and maps again.
 //! - [`IomapOps::ioend_done`]: completion work for written ranges that need it (unwritten
-//!   conversion, copy-on-write remap or cancel, on-disk size = `min(end, in-core size)`). Runs in
-//!   process context (from [`IomapContext::process_completions`](super::IomapContext::process_completions)),
-//!   never inside a bio completion. The folios stay under writeback until it returned.
+//!   conversion, copy-on-write remap or, when `error` is set, cancel; on-disk size =
+//!   `min(end, in-core size)`). Runs in process context (from
+//!   [`IomapContext::process_completions`](super::IomapContext::process_completions), or in the
+//!   writer's own context for direct and DAX writes), never inside a bio completion. For
+//!   buffered writes the folios stay under writeback until it returned. With
+//!   [`IoendFlags::DIRECT`](super::IoendFlags::DIRECT) (direct and DAX writes) the range is
+//!   exactly what was written (it may start and end inside a block; the whole blocks it touches
+//!   were written, sub-block edges zeroed or copied), and the on-disk size becomes `end` if
+//!   larger: the engine raises the in-core size only after `ioend_done` returned.
 //! - [`IomapOps::read_inline`] / [`IomapOps::write_inline`]: inline data (only for filesystems
 //!   that return INLINE mappings).
 //! - [`IomapOps::commit`]: make durable the metadata needed to read the data written so far.

@@ -82,9 +82,9 @@ bitflags::bitflags! {
         const NOWAIT = 1 << 5;
         /// Only pure overwrites of allocated, written blocks are allowed.
         const OVERWRITE_ONLY = 1 << 6;
-        /// Unsharing reflinked blocks.
+        /// Unsharing reflinked blocks (with WRITE; holes are not allocated).
         const UNSHARE = 1 << 7;
-        /// DAX access.
+        /// DAX access (alone for reads, with WRITE or ZERO).
         const DAX = 1 << 8;
         /// The writeback mapping call: the filesystem must return an allocated mapping (it
         /// converts delayed allocations here) or a hole.
@@ -272,7 +272,8 @@ bitflags::bitflags! {
         const UNWRITTEN = 1 << 0;
         /// Written into a copy-on-write destination: remap (or cancel on error) at completion.
         const SHARED = 1 << 1;
-        /// Direct I/O.
+        /// Direct I/O (and DAX): completed in the writer's context, the range exactly as
+        /// written, the in-core size raised after completion (see [`IomapOps::ioend_done`](super::IomapOps::ioend_done)).
         const DIRECT = 1 << 2;
     }
 }

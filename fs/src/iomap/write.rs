@@ -75,7 +75,7 @@ pub(crate) struct ChunkMode<'a> {
 }
 
 /// Folio order for a chunk of `len` bytes (Linux `fgf_set_order`).
-fn order_for(len: usize) -> u32 {
+pub(crate) fn order_for(len: usize) -> u32 {
     if len <= PAGE_SIZE {
         0
     } else {

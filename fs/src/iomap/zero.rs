@@ -18,8 +18,10 @@
 //!   size, which does not change).
 //!
 //! Lock order: truncate and punch hole hold the mapping's invalidate lock exclusively (no read
-//! adds folios meanwhile) across their cache work and the filesystem callback; they take folio
-//! locks under it and wait for writeback, never for the invalidate lock itself.
+//! adds folios meanwhile, no direct I/O starts) across their cache work and the filesystem
+//! callback, after waiting for the direct I/O already in flight (the blocks they free may be
+//! under it); they take folio locks under it and wait for writeback, never for the invalidate
+//! lock itself.
 //!
 //! # Linux <-> here
 //!
@@ -106,6 +108,7 @@ pub fn truncate(
     }
     let mapping = file.mapping().clone();
     let _exclusive = mapping.invalidate_lock().write();
+    mapping.wait_dio();
     let old = file.size();
     if new_size >= old {
         if new_size > old {
@@ -141,6 +144,7 @@ pub fn punch_hole(
     let (inner_start, inner_end) = ((start + bs - 1) & !(bs - 1), end & !(bs - 1));
     let mapping = file.mapping().clone();
     let _exclusive = mapping.invalidate_lock().write();
+    mapping.wait_dio();
     write_and_wait(file, ops, outer_start, outer_end)?;
     if inner_start < inner_end {
         let edges = mapping.truncate_range(inner_start, inner_end);

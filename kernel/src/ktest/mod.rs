@@ -60,7 +60,7 @@ pub struct Tables {
 
 /// Every test table this kernel runs, in order: the kernel's own tests, the portable block
 /// conformance suite (and its strict-driver part) on `scratch0`, the virtio-blk driver tests,
-/// then the optional tables.
+/// the iomap engine's portable suite on `scratch0`, then the optional tables.
 fn tables(which: Tables) -> Vec<&'static [TestCase]> {
     use foliage_drivers::block::conformance;
     let mut t: Vec<&'static [TestCase]> = alloc::vec![
@@ -68,7 +68,7 @@ fn tables(which: Tables) -> Vec<&'static [TestCase]> {
         conformance::SUITE,
         conformance::STRICT,
         virtio_tests::TESTS,
-        foliage_fs::iomap::selftest::SUITE
+        foliage_fs::iomap::selftest::SUITE,
     ];
     if which.blkdebug {
         t.push(blkdebug_tests::TESTS);

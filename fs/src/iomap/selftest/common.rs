@@ -187,3 +187,15 @@ pub fn block_bits(folio: &Folio) -> (Vec<usize>, Vec<usize>) {
 pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i as u32).wrapping_mul(31).wrapping_add(seed as u32 * 7 + 1) as u8).collect()
 }
+
+/// The disk block holding written file block `file_block` of `f`.
+pub fn mapped_block(f: &MemFile, file_block: u64) -> Result<u64, TestFailure> {
+    for e in f.extents() {
+        if e.start <= file_block && file_block < e.end() {
+            if let ExtKind::Mapped(d) = e.kind {
+                return Ok(d + file_block - e.start);
+            }
+        }
+    }
+    Err(TestFailure(alloc::format!("file block {file_block} not written: {:?}", f.extents())))
+}

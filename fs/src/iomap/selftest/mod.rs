@@ -13,7 +13,11 @@
 //! ideas, as a table of functions.
 
 mod common;
+mod cow;
 mod crash;
+mod dax;
+mod dio;
+mod doubles;
 mod fsync;
 mod inline;
 mod iter;
@@ -89,4 +93,39 @@ pub static SUITE: &[TestCase] = cases![
     revalidate::revalidate_write_rmw_reads_new_location,
     revalidate::revalidate_writeback_writes_new_location,
     model::model_random_ops_match_vec,
+    dio::dio_t1_sub_block_write_into_empty_file_zeroes_block,
+    dio::dio_t2_coherent_with_dirty_cache,
+    dio::dio_t3_misaligned_einval_hole_zeros_eof_zero,
+    dio::dio_read_clamped_at_eof_zeroes_past_it,
+    dio::dio_unwritten_sub_block_write_zeroes_edges_and_converts,
+    dio::dio_write_extends_size_and_converts_at_completion,
+    dio::dio_many_bios_in_flight,
+    dio::dio_batch_requests_in_flight_together,
+    dio::dio_bounces_memory_the_device_cannot_reach,
+    dio::dio_zero_copy_page_segments_when_only_pages_are_reachable,
+    dio::dio_buffer_not_dma_aligned_einval,
+    dio::dio_not_for_direct_continues_buffered,
+    dio::dio_inline_mapping_copied_directly,
+    dio::dio_odsync_t3_overwrite_fua_and_extending_commit,
+    dio::dio_write_error_fails_without_size_change,
+    dio::dio_sub_block_overwrite_1k_blocks_writes_only_its_sectors,
+    dio::dio_read_op_is_direct,
+    dio::dio_batch_back_to_back_requests_share_one_mapping_walk,
+    dio::dio_batch_requests_sharing_a_block_run_one_at_a_time,
+    cow::cow_t1_write_into_clone_reads_around_from_source,
+    cow::cow_io_error_cancels_and_keeps_old_data,
+    cow::cow_direct_write_sub_block_reads_around,
+    cow::cow_unshare_makes_range_exclusive,
+    cow::cow_zero_range_and_truncate_on_shared_blocks,
+    cow::clone_t2_eof_block_rules,
+    cow::clone_past_eof_zeroes_the_gap,
+    cow::clone_drops_destination_cache,
+    cow::dedupe_t3_identical_shares_different_differs,
+    cow::clone_survives_remount_with_shared_counts,
+    dax::dax_t1_reflinked_write_copies_around,
+    dax::dax_t2_cow_over_hole_zeroes_head_and_tail,
+    dax::dax_copy_around_copies_source_and_whole_aligned_blocks,
+    dax::dax_write_new_and_unwritten_blocks_zero_edges,
+    dax::dax_zero_range_on_shared_blocks_copies_around,
+    dax::dax_truncate_down_then_up_zeroes_tail,
 ];

@@ -40,6 +40,9 @@ pub enum AllocPolicy {
 
 pub(crate) struct FileState {
     pub(crate) extents: ExtentMap,
+    /// Copy-on-write staging (XFS's COW fork): DELALLOC reservations and allocated blocks
+    /// (`Unwritten`) that writes to shared blocks go to, remapped into `extents` at completion.
+    pub(crate) cow: ExtentMap,
     /// The inline area (capacity bytes) while the file is inline.
     pub(crate) inline: Option<Vec<u8>>,
     pub(crate) policy: AllocPolicy,
@@ -67,7 +70,7 @@ impl MemFile {
             fs: Arc::downgrade(fs),
             file,
             me: me.clone(),
-            state: Mutex::new(FileState { extents: ExtentMap::new(), inline, policy }),
+            state: Mutex::new(FileState { extents: ExtentMap::new(), cow: ExtentMap::new(), inline, policy }),
         }))
     }
 
@@ -163,6 +166,11 @@ impl MemFile {
         self.state.lock().extents.extents()
     }
 
+    /// Current copy-on-write staging extents (the COW fork).
+    pub fn cow_extents(&self) -> Vec<Extent> {
+        self.state.lock().cow.extents()
+    }
+
     /// Whether the file is inline.
     pub fn is_inline(&self) -> bool {
         self.state.lock().inline.is_some()
@@ -219,10 +227,10 @@ impl MemFile {
         write_and_wait(&self.file, &self.ops(), 0, u64::MAX)
     }
 
-    /// Writes back everything and drops the whole cache of the file.
+    /// Writes back everything and drops the whole cache of the file (after direct I/O in
+    /// flight).
     pub fn drop_cache(&self) -> Result<()> {
-        self.sync_data()?;
-        self.file.mapping().invalidate_range(0, u64::MAX)
+        self.invalidate()
     }
 
     /// Zeroes a range through the cache.
@@ -274,7 +282,7 @@ impl MemFile {
     // ---- the filesystem's part of truncate and punch ------------------------------------
 
     /// Frees the blocks wholly beyond `size` and records the size (truncate's fs part).
-    fn fs_truncate(&self, size: u64) -> Result<()> {
+    pub(crate) fn fs_truncate(&self, size: u64) -> Result<()> {
         let fs = self.fs()?;
         let bs = self.block_size();
         let mut st = self.state.lock();
@@ -283,11 +291,12 @@ impl MemFile {
             area[from..].fill(0);
         }
         let first = size.div_ceil(bs);
-        let removed = st.extents.remove(first, u64::MAX - first);
+        let mut removed = st.extents.remove(first, u64::MAX - first);
+        removed.extend(st.cow.remove(first, u64::MAX - first));
         drop(st);
         for e in removed {
             if let Some(d) = e.kind.disk() {
-                fs.free_blocks_at(d, e.len)?;
+                fs.put_blocks(d, e.len)?;
             }
         }
         self.file.set_disk_size(size);
@@ -300,10 +309,15 @@ impl MemFile {
     fn unmap(&self, start: u64, end: u64) -> Result<()> {
         let fs = self.fs()?;
         let bs = self.block_size();
-        let removed = self.state.lock().extents.remove(start / bs, (end - start) / bs);
+        let removed = {
+            let mut st = self.state.lock();
+            let mut removed = st.extents.remove(start / bs, (end - start) / bs);
+            removed.extend(st.cow.remove(start / bs, (end - start) / bs));
+            removed
+        };
         for e in removed {
             if let Some(d) = e.kind.disk() {
-                fs.free_blocks_at(d, e.len)?;
+                fs.put_blocks(d, e.len)?;
             }
         }
         self.bump_seq();
@@ -320,7 +334,7 @@ impl MemFile {
         let removed = self.state.lock().extents.remove(start, len);
         for e in removed {
             if let Some(d) = e.kind.disk() {
-                fs.free_blocks_at(d, e.len)?;
+                fs.put_blocks(d, e.len)?;
             }
         }
         if let Some(d) = kind.disk() {
@@ -389,7 +403,7 @@ impl MemFile {
         let old = piece.kind.disk().filter(|_| piece.len == len).ok_or(Errno::EINVAL)?;
         let (new, got) = fs.alloc_blocks(len, None)?;
         if got != len {
-            fs.free_blocks_at(new, got)?;
+            fs.put_blocks(new, got)?;
             return Err(Errno::ENOSPC);
         }
         let mut data = vec![0u8; (len * bs) as usize];
@@ -405,7 +419,7 @@ impl MemFile {
         st.extents.remove(start, len);
         st.extents.insert(Extent { start, len, kind, boundary: piece.boundary });
         drop(st);
-        fs.free_blocks_at(old, len)?;
+        fs.put_blocks(old, len)?;
         self.bump_seq();
         fs.mark_meta_dirty();
         Ok(new)

@@ -8,7 +8,16 @@
 //!   writeback mapping call), MAPPED, UNWRITTEN (fallocate, or the `Unwritten` policy), INLINE
 //!   (inline files up to [`MemFsConfig::inline_capacity`], moved to blocks when a write grows
 //!   past it), and the NEW and BOUNDARY flags;
-//! - completion work: unwritten conversion and the on-disk size, logged for inspection;
+//! - direct I/O: DIRECT writes allocate UNWRITTEN + NEW blocks (MAPPED under the `Mapped`
+//!   policy); inline data and DELALLOC answer `ENOTBLK` (continue buffered);
+//! - reflink: block reference counts ([`RefCounts`]), a COW fork per file (staging
+//!   reservations and allocations, remapped at completion or cancelled on error), clone and
+//!   dedupe ([`MemFile::clone_range_from`], [`MemFile::dedupe_from`]), unshare, and
+//!   [`MemFs::check`], which verifies every block's reference count against the extents;
+//! - DAX: [`MemFs::set_dax`] makes the files' `dax_*` operations copy through a
+//!   [`DaxDevice`] (DAX writes allocate MAPPED + NEW blocks, staging at once);
+//! - completion work: unwritten conversion, COW remap / cancel and the on-disk size, logged for
+//!   inspection;
 //! - counters of `next` calls per operation, closing calls, validity checks, commits;
 //! - hooks that run at a chosen mapping call or validity check (to change the mapping between
 //!   the mapping call and the folio lock);
@@ -19,7 +28,9 @@
 //! Simplifications (it is a double): one metadata record rewritten per commit; blocks of the
 //! `Mapped` policy are allocated before their data is written (a crash may expose stale blocks,
 //! which the delalloc and unwritten policies avoid); no free-space accounting for delalloc
-//! reservations (ENOSPC shows up at conversion).
+//! reservations (ENOSPC shows up at conversion); reference counts per block in memory
+//! (rebuilt from the extents at mount); COW staging is not persistent (a remount frees it, as
+//! XFS recovers its COW fork at mount).
 //!
 //! Lock order: file state > filesystem state > hook list; commit snapshots the file list before
 //! locking files. The engine is never called with a test-fs lock held, and `next` /
@@ -31,22 +42,28 @@
 //! | Linux | here |
 //! |---|---|
 //! | XFS data fork + delalloc + unwritten extents | [`ExtentMap`] per [`MemFile`] |
+//! | XFS COW fork, refcount B+tree, `xfs_reflink_*` | `cow` ExtentMap per file, [`RefCounts`], `cow.rs` |
 //! | `xfs_buffered_write_iomap_begin/end`, `xfs_map_blocks`, `xfs_end_ioend` | `impl IomapOps for MemFile` |
 //! | log force on fsync | [`MemFs::commit`] |
 //! | gfs2 stuffed inodes | inline files |
 
 mod alloc_map;
+mod check;
+mod cow;
 pub mod extents;
 mod file;
+mod file_io;
 mod hooks;
 pub mod meta;
 mod ops_impl;
+mod refcount;
 pub mod trace;
 
 pub use alloc_map::BlockAlloc;
 pub use extents::{ExtKind, Extent, ExtentMap};
 pub use file::{AllocPolicy, MemFile};
 pub use hooks::{HookFn, HookPoint};
+pub use refcount::RefCounts;
 pub use trace::{TraceCounts, TraceDisk, TraceOp};
 
 use alloc::collections::BTreeMap;
@@ -60,6 +77,7 @@ use spin::Mutex;
 use self::hooks::{FsHooks, HookSlot};
 use self::meta::FileRecord;
 use super::context::IomapContext;
+use super::dax::DaxDevice;
 use super::types::{IoendDone, IomapOp};
 use crate::block::sync::{read_at, write_at};
 use crate::block::{BioFlags, BlockDevice};
@@ -142,6 +160,7 @@ fn bump(c: &AtomicU64) {
 
 struct FsState {
     alloc: BlockAlloc,
+    refs: RefCounts,
     files: BTreeMap<u64, Arc<MemFile>>,
     next_id: u64,
 }
@@ -156,6 +175,7 @@ pub struct MemFs {
     counters: Counters,
     hooks: Mutex<Vec<HookSlot>>,
     ioend_log: Mutex<Vec<IoendDone>>,
+    dax: Mutex<Option<Arc<dyn DaxDevice>>>,
 }
 
 impl MemFs {
@@ -175,6 +195,7 @@ impl MemFs {
             cfg,
             state: Mutex::new(FsState {
                 alloc: BlockAlloc::new(cfg.meta_blocks, total),
+                refs: RefCounts::new(),
                 files: BTreeMap::new(),
                 next_id: 1,
             }),
@@ -182,6 +203,7 @@ impl MemFs {
             counters: Counters::default(),
             hooks: Mutex::new(Vec::new()),
             ioend_log: Mutex::new(Vec::new()),
+            dax: Mutex::new(None),
         });
         ctx.cache().set_writeback_hooks(Arc::new(FsHooks::new(&fs)));
         Ok(fs)
@@ -209,7 +231,17 @@ impl MemFs {
             let mut st = fs.state.lock();
             for e in &r.extents {
                 let d = e.kind.disk().ok_or(Errno::EUCLEAN)?;
-                st.alloc.take(d, e.len).map_err(|_| Errno::EUCLEAN)?;
+                if st.alloc.take(d, e.len).is_err() {
+                    // Shared with an extent seen before (a clone): one more owner per block.
+                    let FsState { alloc, refs, .. } = &mut *st;
+                    for b in d..d.checked_add(e.len).ok_or(Errno::EUCLEAN)? {
+                        if alloc.is_free(b) {
+                            alloc.take(b, 1).map_err(|_| Errno::EUCLEAN)?;
+                        } else {
+                            refs.add_owner(b);
+                        }
+                    }
+                }
             }
             if st.files.insert(r.id, file).is_some() {
                 return Err(Errno::EUCLEAN);
@@ -223,6 +255,17 @@ impl MemFs {
     /// The engine context.
     pub fn ctx(&self) -> &Arc<IomapContext> {
         &self.ctx
+    }
+
+    /// Makes file data reachable through `dax` (the same bytes as the context's device): the
+    /// files' `dax_*` operations use it.
+    pub fn set_dax(&self, dax: Arc<dyn DaxDevice>) {
+        *self.dax.lock() = Some(dax);
+    }
+
+    /// The DAX device, if set.
+    pub fn dax(&self) -> Option<Arc<dyn DaxDevice>> {
+        self.dax.lock().clone()
     }
 
     /// The layout.
@@ -286,8 +329,40 @@ impl MemFs {
         self.state.lock().alloc.take(start, len)
     }
 
-    pub(crate) fn free_blocks_at(&self, start: u64, len: u64) -> Result<()> {
-        self.state.lock().alloc.free(start, len)
+    /// Drops one owner of each block of `[start, start + len)` (freeing unshared ones).
+    pub(crate) fn put_blocks(&self, start: u64, len: u64) -> Result<()> {
+        let mut st = self.state.lock();
+        let FsState { alloc, refs, .. } = &mut *st;
+        refs.put(alloc, start, len)
+    }
+
+    /// Adds one owner to each block of `[start, start + len)` (reflink).
+    pub(crate) fn share_blocks(&self, start: u64, len: u64) -> Result<()> {
+        let st = &mut *self.state.lock();
+        st.refs.share(&st.alloc, start, len)
+    }
+
+    /// From disk block `block` on (at most `max` blocks): whether it is shared, and how many
+    /// blocks in a row are in the same state.
+    pub(crate) fn shared_run(&self, block: u64, max: u64) -> (bool, u64) {
+        self.state.lock().refs.run(block, max)
+    }
+
+    /// The reference count of disk block `block` (0: free).
+    pub fn refcount(&self, block: u64) -> u32 {
+        let st = self.state.lock();
+        st.refs.count(&st.alloc, block)
+    }
+
+    /// Every shared block with its count.
+    pub fn shared_blocks(&self) -> Vec<(u64, u32)> {
+        self.state.lock().refs.shared_blocks()
+    }
+
+    /// Total blocks of the device and blocks in use (for consistency checks).
+    pub(crate) fn space(&self) -> (u64, u64) {
+        let total = self.ctx.device().info().capacity_bytes() / self.cfg.block_size;
+        (total, total - self.cfg.meta_blocks - self.free_blocks())
     }
 
     pub(crate) fn mark_meta_dirty(&self) {

@@ -2,6 +2,8 @@
 //! flags, byte offset and length, segment count), so portable tests can assert the exact I/O
 //! the engine issued, on any device (RamDisk on the host, virtio-blk in the kernel).
 //!
+//! It also keeps the peak of bios in flight below it (sampled after each submission).
+//!
 //! Put it directly under the engine (above the [`Queue`](crate::block::Queue)) to see the
 //! engine's bios before splitting and merging.
 //!
@@ -10,6 +12,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use spin::Mutex;
 
@@ -77,12 +80,13 @@ impl TraceCounts {
 pub struct TraceDisk {
     dev: Arc<dyn BlockDevice>,
     log: Mutex<Vec<TraceOp>>,
+    peak: AtomicUsize,
 }
 
 impl TraceDisk {
     /// Records bios submitted to `dev`.
     pub fn new(dev: Arc<dyn BlockDevice>) -> Arc<Self> {
-        Arc::new(Self { dev, log: Mutex::new(Vec::new()) })
+        Arc::new(Self { dev, log: Mutex::new(Vec::new()), peak: AtomicUsize::new(0) })
     }
 
     /// The bios recorded so far.
@@ -100,9 +104,16 @@ impl TraceDisk {
         TraceCounts::of(&self.log.lock())
     }
 
-    /// Forgets the log.
+    /// Forgets the log and the in-flight peak.
     pub fn clear(&self) {
         self.log.lock().clear();
+        self.peak.store(0, Ordering::Relaxed);
+    }
+
+    /// The most bios in flight below right after a submission since the last
+    /// [`TraceDisk::clear`] (how many the engine had in flight together).
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
     }
 
     /// The device below.
@@ -126,6 +137,7 @@ impl BlockDevice for TraceDisk {
         };
         self.log.lock().push(t);
         self.dev.submit(bio);
+        self.peak.fetch_max(self.dev.in_flight(), Ordering::Relaxed);
     }
 
     fn poll(&self) -> usize {
