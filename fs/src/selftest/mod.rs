@@ -1,0 +1,44 @@
+//! The filesystem's portable self-test suites: `foliage_drivers::selftest` tables that run the
+//! file API ([`crate::vfs`]) over frond on the block device named `"scratch0"` (the host runs
+//! them over a RamDisk from `cargo test`, the Foliage kernel over virtio-blk).
+//!
+//! | table | what |
+//! |---|---|
+//! | [`BUFFERED`] | buffered scenarios of the behaviour reference (§2, §3, §4, §7, §8, §11) through frond, multi-file workloads, a seeded model test, remount and verify |
+//! | [`DIRECT`] | O_DIRECT scenarios (§5) and direct / buffered mixing |
+//! | [`COW`] | clone, COW writes to either side, clone of a clone, dedupe, unshare, clone then truncate / punch, copy range, COW on a full disk; fsck after each |
+//! | [`ERRORS`] | bad input: invalid arguments, a full disk, device errors, corrupt images |
+//! | [`CRASH`] | every crash state of several workloads (CrashRecorder over a private RamDisk; run on the host) |
+//!
+//! Every test formats `scratch0` (at most [`rig::FS_BYTES`]), ends by unmounting and running an
+//! offline fsck that must be clean; block sizes 1 KiB, 4 KiB and 64 KiB are exercised with 4 KiB
+//! pages and folios up to the cache's largest order (folio size independent of block size).
+//!
+//! Lock order: tests hold no locks. Linux <-> here: xfstests' generic/ reflink, punch,
+//! truncate, fsync and errseq tests, as a table of functions.
+
+pub mod buffered;
+pub mod rig;
+
+use foliage_drivers::selftest::TestCase;
+
+macro_rules! cases {
+    ($suite:literal; $($module:ident :: $name:ident),* $(,)?) => {
+        &[$(TestCase { name: concat!($suite, "::", stringify!($name)), run: $module::$name }),*]
+    };
+}
+
+/// Buffered I/O through frond.
+pub static BUFFERED: &[TestCase] = cases![
+    "fs_buffered";
+    buffered::write_read_remount_every_block_size,
+    buffered::buffered_t1_small_write_into_written_block,
+    buffered::buffered_t4_truncate_then_extend_zeroes_gap,
+    buffered::buffered_read_t1_sparse_file,
+    buffered::inline_small_file_and_growth,
+    buffered::truncate_t1_down_then_up,
+    buffered::zero_range_t2_over_dirty_unwritten,
+    buffered::punch_t3_frees_whole_blocks,
+    buffered::collapse_and_insert_range,
+    buffered::append_and_sync_flags,
+];
