@@ -18,6 +18,7 @@
 //! truncate, fsync and errseq tests, as a table of functions.
 
 pub mod buffered;
+pub mod cow;
 pub mod rig;
 
 use foliage_drivers::selftest::TestCase;
@@ -41,4 +42,17 @@ pub static BUFFERED: &[TestCase] = cases![
     buffered::punch_t3_frees_whole_blocks,
     buffered::collapse_and_insert_range,
     buffered::append_and_sync_flags,
+];
+
+/// Reflink and copy-on-write through frond.
+pub static COW: &[TestCase] = cases![
+    "fs_cow";
+    cow::cow_t1_clone_then_write_either_side,
+    cow::cow_t2_clone_eof_block_rules,
+    cow::cow_t3_dedupe_same_and_differs,
+    cow::clone_of_clone_and_writes,
+    cow::unshare_makes_blocks_private,
+    cow::clone_then_truncate_and_punch,
+    cow::copy_range_reflinks_or_copies,
+    cow::cow_on_full_disk_enospc,
 ];

@@ -191,3 +191,15 @@ impl Prng {
         }
     }
 }
+
+/// frond's data-fork mapping of the block holding byte `pos` of `f`.
+pub fn block_of(f: &File, pos: u64) -> Result<crate::frond::Mapping, TestFailure> {
+    let bs = f.fs().block_size();
+    Ok(f.fs().frond().map(f.ino(), pos / bs, 1, crate::frond::Fork::Data)?)
+}
+
+/// Whether the blocks holding `pos_a` of `a` and `pos_b` of `b` are the same disk block.
+pub fn same_block(a: &File, pos_a: u64, b: &File, pos_b: u64) -> Result<bool, TestFailure> {
+    let (x, y) = (block_of(a, pos_a)?, block_of(b, pos_b)?);
+    Ok(x.kind == crate::frond::MapKind::Mapped && y.kind == x.kind && x.disk_block == y.disk_block)
+}

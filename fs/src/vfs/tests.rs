@@ -25,3 +25,8 @@ fn buffered_suite() {
     run_table(selftest::BUFFERED);
 }
 
+
+#[test]
+fn cow_suite() {
+    run_table(selftest::COW);
+}
