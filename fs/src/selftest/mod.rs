@@ -19,6 +19,7 @@
 
 pub mod buffered;
 pub mod cow;
+pub mod errors;
 pub mod rig;
 
 use foliage_drivers::selftest::TestCase;
@@ -55,4 +56,14 @@ pub static COW: &[TestCase] = cases![
     cow::clone_then_truncate_and_punch,
     cow::copy_range_reflinks_or_copies,
     cow::cow_on_full_disk_enospc,
+];
+
+/// Bad input: arguments, a full disk, device errors, corrupt images.
+pub static ERRORS: &[TestCase] = cases![
+    "fs_errors";
+    errors::invalid_arguments,
+    errors::full_disk_enospc_is_clean,
+    errors::write_eio_reported_once_per_opener,
+    errors::read_and_flush_eio_returned,
+    errors::corrupt_images_refused,
 ];

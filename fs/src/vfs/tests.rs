@@ -30,3 +30,8 @@ fn buffered_suite() {
 fn cow_suite() {
     run_table(selftest::COW);
 }
+
+#[test]
+fn errors_suite() {
+    run_table(selftest::ERRORS);
+}
