@@ -14,5 +14,5 @@ pub mod frond;
 pub mod iomap;
 pub mod pagecache;
 pub mod replay;
-pub mod vfs;
 pub mod selftest;
+pub mod vfs;

@@ -32,22 +32,36 @@ pub fn invalid_arguments(env: &TestEnv) -> TestResult {
     let dro = fs.open(d, OpenFlags::RDONLY)?;
     ensure_eq!(dro.read(0, &mut [0u8; 4]), Err(Errno::EISDIR));
     ensure_eq!(f.clone_range(&dro, 0, 0, 0), Err(Errno::EISDIR));
-    ensure_eq!(fs.open_at(root, b"f", OpenFlags::RDWR | OpenFlags::CREAT | OpenFlags::EXCL, 0o644).err(), Some(Errno::EEXIST));
+    ensure_eq!(
+        fs.open_at(root, b"f", OpenFlags::RDWR | OpenFlags::CREAT | OpenFlags::EXCL, 0o644).err(),
+        Some(Errno::EEXIST)
+    );
     ensure_eq!(fs.open_at(root, b"nope", OpenFlags::RDWR, 0).err(), Some(Errno::ENOENT));
     let fifo = fs.create(root, b"fifo", S_IFIFO | 0o644)?;
     ensure_eq!(fs.open(fifo, OpenFlags::RDONLY).err(), Some(Errno::ENXIO));
     // fallocate argument checks.
     ensure_eq!(f.fallocate(FallocFlags::empty(), 0, 0), Err(Errno::EINVAL), "len 0");
-    ensure_eq!(f.fallocate(FallocFlags::PUNCH_HOLE, 0, 10), Err(Errno::EOPNOTSUPP), "punch without KEEP_SIZE");
+    ensure_eq!(
+        f.fallocate(FallocFlags::PUNCH_HOLE, 0, 10),
+        Err(Errno::EOPNOTSUPP),
+        "punch without KEEP_SIZE"
+    );
     ensure_eq!(f.fallocate(FallocFlags::COLLAPSE_RANGE, 100, 4096), Err(Errno::EINVAL), "unaligned collapse");
-    ensure_eq!(f.fallocate(FallocFlags::COLLAPSE_RANGE, 4096, 8192), Err(Errno::EINVAL), "collapse reaching EOF");
+    ensure_eq!(
+        f.fallocate(FallocFlags::COLLAPSE_RANGE, 4096, 8192),
+        Err(Errno::EINVAL),
+        "collapse reaching EOF"
+    );
     ensure_eq!(f.fallocate(FallocFlags::INSERT_RANGE, 12288, 4096), Err(Errno::EINVAL), "insert at EOF");
     ensure_eq!(
         f.fallocate(FallocFlags::COLLAPSE_RANGE | FallocFlags::KEEP_SIZE, 0, 4096),
         Err(Errno::EINVAL),
         "collapse with another flag"
     );
-    ensure_eq!(f.fallocate(FallocFlags::ZERO_RANGE | FallocFlags::PUNCH_HOLE | FallocFlags::KEEP_SIZE, 0, 10), Err(Errno::EOPNOTSUPP));
+    ensure_eq!(
+        f.fallocate(FallocFlags::ZERO_RANGE | FallocFlags::PUNCH_HOLE | FallocFlags::KEEP_SIZE, 0, 10),
+        Err(Errno::EOPNOTSUPP)
+    );
     // Sizes.
     let max = fs.max_file_size();
     ensure_eq!(f.write(max, b"x"), Err(Errno::EFBIG), "write at the largest size");
@@ -182,7 +196,11 @@ pub fn read_and_flush_eio_returned(env: &TestEnv) -> TestResult {
     // A failed journal commit shuts frond down (as XFS does): unmount reports it, the disk
     // keeps the last good commit.
     let r = rig.unmount();
-    ensure!(r.is_ok() || r.as_ref().is_err_and(|e| e.0.contains("EIO")), "unmount after a failed commit: {:?}", r);
+    ensure!(
+        r.is_ok() || r.as_ref().is_err_and(|e| e.0.contains("EIO")),
+        "unmount after a failed commit: {:?}",
+        r
+    );
     rig.mount()?;
     let f = rig.open("f", OpenFlags::RDONLY)?;
     let got = read_all(&f)?;
@@ -195,7 +213,9 @@ pub fn read_and_flush_eio_returned(env: &TestEnv) -> TestResult {
 pub fn corrupt_images_refused(env: &TestEnv) -> TestResult {
     let opts = MountOptions::new(4 << 20);
     let blank: Arc<dyn BlockDevice> = Arc::new(RamDisk::new(8 << 20, 512)?);
-    let e = FrondFs::mount(blank, env.platform.clone(), opts).err().ok_or_else(|| TestFailure("blank disk mounted".into()))?;
+    let e = FrondFs::mount(blank, env.platform.clone(), opts)
+        .err()
+        .ok_or_else(|| TestFailure("blank disk mounted".into()))?;
     ensure_eq!(e.errno, Errno::EUCLEAN, "blank disk: {}", e.reason);
     // A valid filesystem, then both superblocks damaged.
     let ram = Arc::new(RamDisk::new(8 << 20, 512)?);
@@ -204,7 +224,9 @@ pub fn corrupt_images_refused(env: &TestEnv) -> TestResult {
     rig.finish()?;
     let mut junk = vec![0xA5u8; 8192];
     crate::block::sync::write_at(&*dev, &env.platform, 0, &junk, crate::block::BioFlags::empty())?;
-    let e = FrondFs::mount(dev.clone(), env.platform.clone(), opts).err().ok_or_else(|| TestFailure("damaged superblocks mounted".into()))?;
+    let e = FrondFs::mount(dev.clone(), env.platform.clone(), opts)
+        .err()
+        .ok_or_else(|| TestFailure("damaged superblocks mounted".into()))?;
     ensure_eq!(e.errno, Errno::EUCLEAN, "damaged superblocks: {}", e.reason);
     // Damage only the root block area beyond the superblocks: still refused, no panic.
     junk.fill(0);

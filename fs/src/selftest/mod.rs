@@ -19,6 +19,8 @@
 
 pub mod buffered;
 pub mod cow;
+pub mod crash;
+pub mod direct;
 pub mod errors;
 pub mod rig;
 
@@ -66,4 +68,22 @@ pub static ERRORS: &[TestCase] = cases![
     errors::write_eio_reported_once_per_opener,
     errors::read_and_flush_eio_returned,
     errors::corrupt_images_refused,
+];
+
+/// Direct I/O.
+pub static DIRECT: &[TestCase] = cases![
+    "fs_direct";
+    direct::direct_t1_sub_block_write_into_empty_file,
+    direct::direct_t2_coherent_with_buffered,
+    direct::direct_t3_alignment_holes_and_eof,
+    direct::direct_buffered_mixing_1k_blocks,
+];
+
+/// Crash states of several workloads (host).
+pub static CRASH: &[TestCase] = cases![
+    "fs_crash";
+    crash::crash_fsync_data_survives,
+    crash::crash_clone_cow_never_touches_source,
+    crash::crash_namespace_after_sync,
+    crash::crash_truncate_punch_unlink,
 ];

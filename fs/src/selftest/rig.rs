@@ -27,7 +27,7 @@ pub struct FsRig {
     /// The device (without the queue).
     pub dev: Arc<dyn BlockDevice>,
     /// The mounted filesystem (`None` only between unmount and mount).
-    fs: Option<Arc<FrondFs>>,
+    pub(crate) fs: Option<Arc<FrondFs>>,
     /// Block size.
     pub bs: u64,
     /// Mount options used.
@@ -47,7 +47,12 @@ impl FsRig {
     }
 
     /// Formats `size` bytes of `dev` (at most its capacity) with `bs`-byte blocks and mounts it.
-    pub fn on(platform: Arc<dyn Platform>, dev: Arc<dyn BlockDevice>, bs: u64, size: u64) -> Result<Self, TestFailure> {
+    pub fn on(
+        platform: Arc<dyn Platform>,
+        dev: Arc<dyn BlockDevice>,
+        bs: u64,
+        size: u64,
+    ) -> Result<Self, TestFailure> {
         let size = size.min(dev.info().capacity_bytes());
         let opts = MkfsOptions { block_size: bs as u32, size: Some(size), ..MkfsOptions::default() };
         mkfs(dev.clone(), platform.clone(), &opts)?;
@@ -110,7 +115,7 @@ impl FsRig {
     pub fn open(&self, name: &str, flags: OpenFlags) -> Result<File, TestFailure> {
         let fs = self.fs();
         let (dir, leaf) = match name.rfind('/') {
-            Some(i) => (fs.resolve(name[..i].as_bytes())?, &name[i + 1..]),
+            Some(i) => (fs.resolve(&name.as_bytes()[..i])?, &name[i + 1..]),
             None => (fs.root(), name),
         };
         Ok(fs.open_at(dir, leaf.as_bytes(), flags, 0o644)?)
@@ -152,7 +157,9 @@ pub fn read_all(f: &File) -> Result<Vec<u8>, TestFailure> {
 
 /// `len` bytes of a position-dependent pattern seeded with `seed`.
 pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    (0..len as u64).map(|i| (i.wrapping_mul(31).wrapping_add(seed.wrapping_mul(0x9E37) + 1) % 251) as u8).collect()
+    (0..len as u64)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(seed.wrapping_mul(0x9E37) + 1) % 251) as u8)
+        .collect()
 }
 
 /// First differing byte of two buffers, for messages.
@@ -168,29 +175,6 @@ pub fn first_diff(a: &[u8], b: &[u8]) -> String {
 
 /// The block sizes every size-sensitive test runs with.
 pub const BLOCK_SIZES: [u64; 3] = [1024, 4096, 65536];
-
-/// A small deterministic PRNG (splitmix64) for workloads.
-pub struct Prng(pub u64);
-
-impl Prng {
-    /// The next value.
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `[0, n)`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-}
 
 /// frond's data-fork mapping of the block holding byte `pos` of `f`.
 pub fn block_of(f: &File, pos: u64) -> Result<crate::frond::Mapping, TestFailure> {

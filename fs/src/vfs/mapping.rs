@@ -238,10 +238,7 @@ impl IomapOps for InodeOps {
             self.map_read(&req)?
         };
         let seq = self.seq();
-        Ok(Some(IomapPair {
-            iomap: pair.iomap.with_validity(seq),
-            srcmap: pair.srcmap.with_validity(seq),
-        }))
+        Ok(Some(IomapPair { iomap: pair.iomap.with_validity(seq), srcmap: pair.srcmap.with_validity(seq) }))
     }
 
     fn is_valid(&self, iomap: &Iomap) -> bool {

@@ -25,7 +25,6 @@ fn buffered_suite() {
     run_table(selftest::BUFFERED);
 }
 
-
 #[test]
 fn cow_suite() {
     run_table(selftest::COW);
@@ -34,4 +33,14 @@ fn cow_suite() {
 #[test]
 fn errors_suite() {
     run_table(selftest::ERRORS);
+}
+
+#[test]
+fn direct_suite() {
+    run_table(selftest::DIRECT);
+}
+
+#[test]
+fn crash_suite() {
+    run_table(selftest::CRASH);
 }
