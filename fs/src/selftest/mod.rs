@@ -87,3 +87,6 @@ pub static CRASH: &[TestCase] = cases![
     crash::crash_namespace_after_sync,
     crash::crash_truncate_punch_unlink,
 ];
+
+/// The tables a kernel runs (every one but [`CRASH`], which the host runs).
+pub static KERNEL_TABLES: &[&[TestCase]] = &[BUFFERED, DIRECT, COW, ERRORS];
