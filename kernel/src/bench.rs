@@ -17,6 +17,9 @@
 //! bench <name>_vs_virtio_drivers <ours / theirs> x
 //! bench <name>_direct_desc <value> <unit>          (queue depth 32 random workloads only)
 //! ```
+//!
+//! Then the iomap engine's figures (its test filesystem on `bench0`) and the filesystem's
+//! (`foliage_fs::vfs::bench`: frond formatted over all of `bench0`, `fs_*` rows).
 
 use alloc::format;
 use alloc::sync::Arc;
@@ -161,6 +164,11 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
     match foliage_fs::iomap::bench::bench(p, queue) {
         Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
         Err(e) => fail(&format!("iomap bench: {e}")),
+    }
+    // The filesystem through the file API (frond formatted over the whole disk).
+    match foliage_fs::vfs::bench::bench(p, ours.dev.clone() as Arc<dyn BlockDevice>) {
+        Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
+        Err(e) => fail(&format!("fs bench: {e}")),
     }
     exit(ExitCode::Pass)
 }

@@ -23,6 +23,7 @@ pub mod crash;
 pub mod direct;
 pub mod errors;
 pub mod rig;
+pub mod workload;
 
 use foliage_drivers::selftest::TestCase;
 
@@ -45,6 +46,11 @@ pub static BUFFERED: &[TestCase] = cases![
     buffered::punch_t3_frees_whole_blocks,
     buffered::collapse_and_insert_range,
     buffered::append_and_sync_flags,
+    workload::many_files_remount_and_verify,
+    workload::namespace_through_the_file_api,
+    workload::open_unlinked_file_lives_until_close,
+    workload::background_work_under_small_cache,
+    workload::model_random_ops_match_vec,
 ];
 
 /// Reflink and copy-on-write through frond.

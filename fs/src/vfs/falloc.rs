@@ -254,11 +254,11 @@ impl File {
                 let mut buf = vec![0u8; (1usize << 20).min((stop - pos) as usize)];
                 while pos < stop {
                     let n = (buf.len() as u64).min(stop - pos) as usize;
-                    let got = self.read_locked(pos, &mut buf[..n])?;
+                    let got = self.read_locked(pos, &mut buf[..n], false)?;
                     if got == 0 {
                         break;
                     }
-                    self.write_locked(pos, &buf[..got])?;
+                    self.write_locked(pos, &buf[..got], false)?;
                     pos += got as u64;
                 }
                 write_and_wait(self.inode().file(), self.inode().ops(), fb * bs, stop)?;

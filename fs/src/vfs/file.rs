@@ -117,13 +117,14 @@ impl File {
             self.check_direct(pos, buf.len() as u64)?;
         }
         let _shared = self.inode.rw.read();
-        self.read_locked(pos, buf)
+        self.read_locked(pos, buf, self.flags.contains(OpenFlags::DIRECT))
     }
 
-    /// [`File::read`] with the rw lock held by the caller.
-    pub(crate) fn read_locked(&self, pos: u64, buf: &mut [u8]) -> Result<usize> {
+    /// [`File::read`] with the rw lock held by the caller; `direct` as `O_DIRECT` (alignment
+    /// already checked).
+    pub(crate) fn read_locked(&self, pos: u64, buf: &mut [u8], direct: bool) -> Result<usize> {
         let file = self.inode.file();
-        if self.flags.contains(OpenFlags::DIRECT) && !buf.is_empty() {
+        if direct && !buf.is_empty() {
             let end = pos.saturating_add(buf.len() as u64);
             write_and_wait(file, self.inode.ops(), pos, end)?;
         }
@@ -137,11 +138,12 @@ impl File {
         self.check_write()?;
         let _exclusive = self.inode.rw.write();
         let pos = if self.flags.contains(OpenFlags::APPEND) { self.size() } else { pos };
-        self.write_locked(pos, data)
+        self.write_locked(pos, data, self.flags.contains(OpenFlags::DIRECT))
     }
 
-    /// [`File::write`] at `pos` with the rw lock held exclusively by the caller.
-    pub(crate) fn write_locked(&self, pos: u64, data: &[u8]) -> Result<usize> {
+    /// [`File::write`] at `pos` with the rw lock held exclusively by the caller; `direct` as
+    /// `O_DIRECT`.
+    pub(crate) fn write_locked(&self, pos: u64, data: &[u8], direct: bool) -> Result<usize> {
         if data.is_empty() {
             return Ok(0);
         }
@@ -150,7 +152,6 @@ impl File {
             return Err(Errno::EFBIG);
         }
         let data = &data[..(data.len() as u64).min(max - pos) as usize];
-        let direct = self.flags.contains(OpenFlags::DIRECT);
         if direct {
             self.check_direct(pos, data.len() as u64)?;
         }

@@ -246,7 +246,7 @@ impl File {
             if got == 0 {
                 break;
             }
-            match self.write_locked(pos_out + done, &buf[..got]) {
+            match self.write_locked(pos_out + done, &buf[..got], false) {
                 Ok(w) => done += w as u64,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
