@@ -295,3 +295,35 @@ pub fn crash_truncate_punch_unlink(env: &TestEnv) -> TestResult {
     })?;
     verify(env, "truncate_punch_unlink", &r)
 }
+
+/// Atomic (untorn) writes: every crash state shows each block wholly old or wholly new.
+pub fn crash_atomic_writes_untorn(env: &TestEnv) -> TestResult {
+    let r = record(env, 4096, |rig, flushes, checks| {
+        let f = rig.open("at", OpenFlags::RDWR | OpenFlags::CREAT | OpenFlags::DIRECT)?;
+        for blk in 0..8u64 {
+            f.write_atomic(blk * 4096, &[b'A'; 4096])?;
+        }
+        f.fsync()?;
+        let p = flushes();
+        checks.push((
+            p,
+            Arc::new(|fs| {
+                let got = contents(fs, "at")?;
+                if got.len() != 8 * 4096 {
+                    return Err(format!("size {}", got.len()));
+                }
+                for (i, b) in got.chunks(4096).enumerate() {
+                    if !(b.iter().all(|&x| x == b'A') || b.iter().all(|&x| x == b'B')) {
+                        return Err(format!("block {i} torn"));
+                    }
+                }
+                Ok(())
+            }),
+        ));
+        for blk in 0..8u64 {
+            f.write_atomic(blk * 4096, &[b'B'; 4096])?;
+        }
+        Ok(())
+    })?;
+    verify(env, "atomic_writes", &r)
+}

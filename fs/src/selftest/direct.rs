@@ -93,3 +93,26 @@ pub fn direct_buffered_mixing_1k_blocks(env: &TestEnv) -> TestResult {
     drop(f);
     rig.finish()
 }
+
+/// RWF_ATOMIC rules: O_DIRECT only, a power-of-two length from the logical block size to the
+/// filesystem block size, the position aligned to the length; the data reads back, also after
+/// dropping the caches.
+pub fn atomic_write_rules(env: &TestEnv) -> TestResult {
+    let rig = FsRig::new(env, 4096)?;
+    let b = rig.create("a")?;
+    ensure_eq!(b.write_atomic(0, &[1u8; 4096]), Err(Errno::EINVAL), "needs O_DIRECT");
+    let f = rig.open("a", OpenFlags::RDWR | OpenFlags::DIRECT)?;
+    ensure_eq!(f.write_atomic(0, &[1u8; 3072]), Err(Errno::EINVAL), "not a power of two");
+    ensure_eq!(f.write_atomic(2048, &[1u8; 4096]), Err(Errno::EINVAL), "misaligned");
+    ensure_eq!(f.write_atomic(0, &[1u8; 8192]), Err(Errno::EINVAL), "larger than a block");
+    ensure_eq!(f.write_atomic(0, &[1u8; 256]), Err(Errno::EINVAL), "below the logical block size");
+    ensure_eq!(f.write_atomic(8192, &pattern(1, 4096))?, 4096);
+    ensure_eq!(f.write_atomic(1024, &pattern(2, 1024))?, 1024);
+    rig.fs().drop_caches()?;
+    ensure_eq!(rig.fs().cache().cached_bytes(), 0, "caches dropped");
+    let got = read_all(&b)?;
+    ensure!(got[1024..2048] == pattern(2, 1024)[..] && got[8192..] == pattern(1, 4096)[..], "data");
+    ensure!(got[..1024].iter().chain(&got[2048..8192]).all(|&x| x == 0), "zeros around");
+    drop((b, f));
+    rig.finish()
+}

@@ -83,6 +83,7 @@ pub static DIRECT: &[TestCase] = cases![
     direct::direct_t2_coherent_with_buffered,
     direct::direct_t3_alignment_holes_and_eof,
     direct::direct_buffered_mixing_1k_blocks,
+    direct::atomic_write_rules,
 ];
 
 /// Crash states of several workloads (host).
@@ -92,6 +93,7 @@ pub static CRASH: &[TestCase] = cases![
     crash::crash_clone_cow_never_touches_source,
     crash::crash_namespace_after_sync,
     crash::crash_truncate_punch_unlink,
+    crash::crash_atomic_writes_untorn,
 ];
 
 /// The tables a kernel runs (every one but [`CRASH`], which the host runs).

@@ -224,6 +224,17 @@ impl FrondFs {
         self.frond.sync()
     }
 
+    /// Writes back every file and drops all clean cached data (Linux's `sync; echo 1 >
+    /// drop_caches`): later reads come from the device. Returns the first error.
+    pub fn drop_caches(&self) -> Result<()> {
+        self.sync()?;
+        for i in self.inode_list() {
+            // Clean after the sync; a folio dirtied meanwhile stays cached (not an error).
+            let _ = i.file().mapping().invalidate_range(0, u64::MAX);
+        }
+        Ok(())
+    }
+
     /// Background writeback of up to `budget` bytes over the inodes with dirty cache; returns
     /// the bytes started.
     pub(crate) fn writeback_some(&self, budget: u64) -> u64 {
