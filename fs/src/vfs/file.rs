@@ -128,8 +128,12 @@ impl File {
             let end = pos.saturating_add(buf.len() as u64);
             write_and_wait(file, self.inode.ops(), pos, end)?;
         }
-        let mut open = self.open.lock();
-        iomap::read(file, self.inode.ops(), &mut open, pos, buf)
+        // The readahead state is copied out and back: no lock is held across the I/O
+        // (concurrent readers of one open file race on it harmlessly, as on Linux's `f_ra`).
+        let mut open = self.open.lock().clone();
+        let r = iomap::read(file, self.inode.ops(), &mut open, pos, buf);
+        self.open.lock().ra = open.ra;
+        r
     }
 
     /// Writes `data` at `pos` (at the end of the file with `O_APPEND`); returns the bytes
@@ -165,14 +169,19 @@ impl File {
         let ops = self.inode.ops();
         let old_size = file.size();
         let n = {
-            let mut open = self.open.lock();
-            iomap::write(file, ops, &mut open, pos, &mut SliceSource::new(data), wflags)?
+            let mut open = self.open.lock().clone();
+            let r = iomap::write(file, ops, &mut open, pos, &mut SliceSource::new(data), wflags);
+            self.open.lock().wb_err = open.wb_err;
+            r?
         };
         self.after_write(old_size);
         if direct && n > 0 {
             let end = pos + n as u64;
             write_and_wait(file, ops, pos, end)?;
-            file.mapping().check_and_advance(&mut self.open.lock().wb_err)?;
+            let mut err = self.open.lock().wb_err;
+            let r = file.mapping().check_and_advance(&mut err);
+            self.open.lock().wb_err = err;
+            r?;
             // Clean now; a folio redirtied meanwhile stays (EBUSY is not an error here).
             let _ = file.mapping().invalidate_range(pos, end);
         }
@@ -221,8 +230,12 @@ impl File {
         if self.inode.is_dir() {
             return self.fs.frond.sync();
         }
-        let mut open = self.open.lock();
-        iomap::fsync(self.inode.file(), self.inode.ops(), &mut open, 0, u64::MAX, datasync)
+        // The errseq sample is copied out and the advanced one stored back (no lock across the
+        // I/O); racing fsyncs of one open file may both see an error, never miss one.
+        let mut open = self.open.lock().clone();
+        let r = iomap::fsync(self.inode.file(), self.inode.ops(), &mut open, 0, u64::MAX, datasync);
+        self.open.lock().wb_err = open.wb_err;
+        r
     }
 
     /// `fsync`: data, the metadata to read it and the rest of the inode durable.

@@ -18,9 +18,9 @@
 //! | `ip->i_df` / `i_cowfp` sequence numbers, `xfs_iomap_valid` | the mapping sequence bumped under the map lock |
 
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-use spin::{Mutex, RwLock};
+use spin::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::frond::{Frond, SetAttr, S_IFDIR, S_IFMT, S_IFREG};
 use crate::iomap::{IomapFile, IomapOps};
@@ -62,6 +62,39 @@ impl InodeOps {
     }
 }
 
+/// Linux's `i_rwsem`: a reader-writer lock that lets a waiting writer in before new readers
+/// (a stream of overlapping readers cannot starve a writer). Not reentrant.
+pub(crate) struct RwSem {
+    lock: RwLock<()>,
+    writers_waiting: AtomicUsize,
+}
+
+impl RwSem {
+    fn new() -> Self {
+        Self { lock: RwLock::new(()), writers_waiting: AtomicUsize::new(0) }
+    }
+
+    /// Shared: readers.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, ()> {
+        loop {
+            if self.writers_waiting.load(Ordering::Acquire) == 0 {
+                if let Some(g) = self.lock.try_read() {
+                    return g;
+                }
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Exclusive: writers, truncate, fallocate, clone.
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, ()> {
+        self.writers_waiting.fetch_add(1, Ordering::AcqRel);
+        let g = self.lock.write();
+        self.writers_waiting.fetch_sub(1, Ordering::AcqRel);
+        g
+    }
+}
+
 /// One in-core inode. See the module docs.
 pub struct Inode {
     pub(crate) ino: u64,
@@ -70,7 +103,7 @@ pub struct Inode {
     /// The same object as `ops`, as the engine takes it.
     pub(crate) dyn_ops: Arc<dyn IomapOps>,
     /// Linux's `i_rwsem`.
-    pub(crate) rw: RwLock<()>,
+    pub(crate) rw: RwSem,
     /// Open files of this inode.
     pub(crate) opens: AtomicU32,
 }
@@ -87,7 +120,7 @@ impl Inode {
             times_dirty: AtomicBool::new(false),
         });
         let dyn_ops: Arc<dyn IomapOps> = ops.clone();
-        Arc::new(Self { ino, mode, ops, dyn_ops, rw: RwLock::new(()), opens: AtomicU32::new(0) })
+        Arc::new(Self { ino, mode, ops, dyn_ops, rw: RwSem::new(), opens: AtomicU32::new(0) })
     }
 
     /// The inode number.
