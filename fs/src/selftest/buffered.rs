@@ -258,3 +258,44 @@ pub fn append_and_sync_flags(env: &TestEnv) -> TestResult {
     drop((f, s, d));
     rig.finish()
 }
+
+/// §11 T3 and the fsync contract at the device: an O_DSYNC overwrite of an allocated block is
+/// one FUA write and nothing else; fsync after new data writes the data, then one commit with
+/// PREFLUSH + FUA and no separate flush; fsync with nothing to do is one flush.
+pub fn fsync_and_odsync_device_io(env: &TestEnv) -> TestResult {
+    use crate::iomap::testfs::TraceDisk;
+    // The trace sits right under the filesystem (above the queue): it sees the filesystem's own
+    // bios and flags, before any FUA emulation.
+    let dev = env.device("scratch0")?;
+    let trace = TraceDisk::new(alloc::sync::Arc::new(crate::block::Queue::new(dev.clone())));
+    let mut rig = FsRig::on(env.platform.clone(), dev, 4096, super::rig::FS_BYTES)?;
+    rig.unmount()?;
+    let fs = crate::vfs::FrondFs::mount(trace.clone(), env.platform.clone(), rig.opts)
+        .map_err(|e| foliage_drivers::selftest::TestFailure(alloc::format!("mount: {e}")))?;
+    rig.fs = Some(fs);
+    let f = rig.create("s")?;
+    write_all(&f, 0, &[1u8; 8192])?;
+    f.fsync()?;
+    trace.clear();
+    let d = rig.open("s", OpenFlags::RDWR | OpenFlags::DSYNC)?;
+    write_all(&d, 4096, &[2u8; 4096])?;
+    let c = trace.counts();
+    ensure_eq!(
+        (c.writes, c.fua_writes, c.flushes, c.preflush_writes),
+        (1, 1, 0, 0),
+        "O_DSYNC overwrite: {c:?}"
+    );
+    trace.clear();
+    write_all(&f, 8192, &[3u8; 8192])?;
+    f.fdatasync()?;
+    let c = trace.counts();
+    ensure_eq!(c.flushes, 0, "the commit's PREFLUSH orders the data: {c:?}");
+    ensure_eq!(c.preflush_writes, 1, "one commit: {c:?}");
+    ensure!(c.fua_writes >= 1 && c.write_bytes >= 8192 + 4096, "data plus the commit: {c:?}");
+    trace.clear();
+    f.fdatasync()?;
+    let c = trace.counts();
+    ensure_eq!((c.writes, c.flushes), (0, 1), "nothing to write or commit: one flush: {c:?}");
+    drop((f, d));
+    rig.finish()
+}

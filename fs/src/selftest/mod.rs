@@ -46,6 +46,7 @@ pub static BUFFERED: &[TestCase] = cases![
     buffered::punch_t3_frees_whole_blocks,
     buffered::collapse_and_insert_range,
     buffered::append_and_sync_flags,
+    buffered::fsync_and_odsync_device_io,
     workload::many_files_remount_and_verify,
     workload::namespace_through_the_file_api,
     workload::open_unlinked_file_lives_until_close,
