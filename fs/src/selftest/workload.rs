@@ -165,7 +165,8 @@ pub fn background_work_under_small_cache(env: &TestEnv) -> TestResult {
 }
 
 /// The model test: seeded random writes, truncates, punches, zero ranges, preallocations,
-/// collapses, inserts, fsyncs and remounts against a `Vec<u8>` model; every read and size must
+/// collapses, inserts, clones into a second file, COW writes and copies back, fsyncs and
+/// remounts against `Vec<u8>` models; every read and size must
 /// match. The seed is in the failure message.
 pub fn model_random_ops_match_vec(env: &TestEnv) -> TestResult {
     for (bs, seed) in [(1024u64, 0xF5A1u64), (4096, 0xF5A2), (65536, 0xF5A3)] {
@@ -181,6 +182,9 @@ fn model_run(env: &TestEnv, bs: u64, seed: u64, ops: usize) -> TestResult {
     let mut model: Vec<u8> = Vec::new();
     let max = 256 * 1024u64;
     let mut f = rig.create("m")?;
+    // A second file that clones, copies and COW-writes to and from `m`.
+    let mut g = rig.create("g")?;
+    let mut gmodel: Vec<u8> = Vec::new();
     for op in 0..ops {
         let size = model.len() as u64;
         let off = rng.below(max);
@@ -252,11 +256,59 @@ fn model_run(env: &TestEnv, bs: u64, seed: u64, ops: usize) -> TestResult {
                     model.splice(o as usize..o as usize, vec![0u8; l as usize]);
                 }
             }
-            84..=91 => f.fsync().map_err(ctx)?,
+            84..=87 => f.fsync().map_err(ctx)?,
+            88..=89 => {
+                // Clone a block-aligned range of m into g (to m's EOF when it ends there).
+                let pos_in = (off / bs * bs).min(size / bs * bs);
+                let pos_out = rng.below(max) / bs * bs;
+                let l = (len / bs).max(1) * bs;
+                let l = l.min(size - pos_in);
+                let gsize = gmodel.len() as u64;
+                let r = g.clone_range(&f, pos_in, l, pos_out);
+                let ok_shape = l == 0 || l % bs == 0 || pos_out + l >= gsize;
+                if l == 0 || !ok_shape {
+                    ensure!(r.is_ok() || r == Err(Errno::EINVAL), "op {op}: clone {r:?}");
+                    if r.is_err() {
+                        continue;
+                    }
+                }
+                r.map_err(ctx)?;
+                if l > 0 {
+                    if gmodel.len() < (pos_out + l) as usize {
+                        gmodel.resize((pos_out + l) as usize, 0);
+                    }
+                    gmodel[pos_out as usize..(pos_out + l) as usize]
+                        .copy_from_slice(&model[pos_in as usize..(pos_in + l) as usize]);
+                }
+            }
+            90..=91 => {
+                // COW-write g, or copy part of g back into m.
+                if rng.below(2) == 0 {
+                    let data = pattern(op as u64 + 1000, (len as usize).min(20000));
+                    write_all(&g, off, &data)?;
+                    if gmodel.len() < off as usize + data.len() {
+                        gmodel.resize(off as usize + data.len(), 0);
+                    }
+                    gmodel[off as usize..off as usize + data.len()].copy_from_slice(&data);
+                } else {
+                    let gs = gmodel.len() as u64;
+                    let from = off.min(gs);
+                    let n = f.copy_range(&g, from, len, off).map_err(ctx)?;
+                    ensure_eq!(n, len.min(gs - from), "op {op}: copy_range length");
+                    if n > 0 {
+                        if model.len() < (off + n) as usize {
+                            model.resize((off + n) as usize, 0);
+                        }
+                        model[off as usize..(off + n) as usize]
+                            .copy_from_slice(&gmodel[from as usize..(from + n) as usize]);
+                    }
+                }
+            }
             92..=95 => {
-                drop(f);
+                drop((f, g));
                 rig.remount()?;
                 f = rig.create("m")?;
+                g = rig.create("g")?;
             }
             _ => {
                 let n = rng.below(max / 2) as usize;
@@ -270,14 +322,21 @@ fn model_run(env: &TestEnv, bs: u64, seed: u64, ops: usize) -> TestResult {
             }
         }
         ensure_eq!(f.size(), model.len() as u64, "op {op} ({what}): size");
+        ensure_eq!(g.size(), gmodel.len() as u64, "op {op} ({what}): size of g");
     }
     let got = read_all(&f)?;
     ensure!(got == model, "final contents: {}", first_diff(&got, &model));
-    drop(f);
+    let got = read_all(&g)?;
+    ensure!(got == gmodel, "final contents of g: {}", first_diff(&got, &gmodel));
+    drop((f, g));
+    rig.check()?;
     rig.remount()?;
     let f = rig.open("m", OpenFlags::RDONLY)?;
     let got = read_all(&f)?;
     ensure!(got == model, "after remount: {}", first_diff(&got, &model));
-    drop(f);
+    let g = rig.open("g", OpenFlags::RDONLY)?;
+    let got = read_all(&g)?;
+    ensure!(got == gmodel, "g after remount: {}", first_diff(&got, &gmodel));
+    drop((f, g));
     rig.finish()
 }
