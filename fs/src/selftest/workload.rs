@@ -265,7 +265,7 @@ fn model_run(env: &TestEnv, bs: u64, seed: u64, ops: usize) -> TestResult {
                 let l = l.min(size - pos_in);
                 let gsize = gmodel.len() as u64;
                 let r = g.clone_range(&f, pos_in, l, pos_out);
-                let ok_shape = l == 0 || l % bs == 0 || pos_out + l >= gsize;
+                let ok_shape = l == 0 || l.is_multiple_of(bs) || pos_out + l >= gsize;
                 if l == 0 || !ok_shape {
                     ensure!(r.is_ok() || r == Err(Errno::EINVAL), "op {op}: clone {r:?}");
                     if r.is_err() {
