@@ -52,6 +52,7 @@ pub static BUFFERED: &[TestCase] = cases![
     workload::open_unlinked_file_lives_until_close,
     workload::background_work_under_small_cache,
     workload::model_random_ops_match_vec,
+    workload::inode_table_eviction_and_statfs,
 ];
 
 /// Reflink and copy-on-write through frond.

@@ -173,6 +173,11 @@ impl FrondFs {
         self.frond.statfs()
     }
 
+    /// How many inodes are in core.
+    pub fn cached_inodes(&self) -> usize {
+        self.inodes.lock().len()
+    }
+
     /// The in-core inodes (a snapshot).
     pub(crate) fn inode_list(&self) -> Vec<Arc<Inode>> {
         self.inodes.lock().values().cloned().collect()

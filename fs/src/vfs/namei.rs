@@ -26,7 +26,7 @@ use core::sync::atomic::Ordering;
 
 use super::file::File;
 use super::flags::OpenFlags;
-use super::fs::FrondFs;
+use super::fs::{FrondFs, INODE_TABLE_TARGET};
 use super::inode::Inode;
 use crate::frond::{DirEntry, Stat, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 use crate::{Errno, Result};
@@ -135,9 +135,14 @@ impl FrondFs {
 
     /// Opens `ino` with `flags` (`CREAT` / `EXCL` mean nothing here). `EISDIR` for a directory
     /// opened for writing, `ELOOP` for a symlink, `ENXIO` for device / fifo / socket inodes,
-    /// `EINVAL` for `O_DIRECT` on a directory. `O_TRUNC` with write access truncates.
+    /// `EINVAL` for `O_DIRECT` on a directory. `O_TRUNC` with write access truncates. Past twice
+    /// [`INODE_TABLE_TARGET`] in-core inodes, unused ones are evicted first.
     pub fn open(self: &Arc<Self>, ino: u64, flags: OpenFlags) -> Result<File> {
         let inode = self.iget(ino)?;
+        if self.inodes.lock().len() > 2 * INODE_TABLE_TARGET {
+            // A kernel that never calls `background_work` still keeps the table bounded.
+            self.evict(INODE_TABLE_TARGET);
+        }
         match inode.mode & S_IFMT {
             S_IFDIR if flags.writable() || flags.contains(OpenFlags::TRUNC) => return Err(Errno::EISDIR),
             S_IFDIR if flags.contains(OpenFlags::DIRECT) => return Err(Errno::EINVAL),

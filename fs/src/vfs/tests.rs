@@ -148,3 +148,30 @@ fn threads_writer_fsync_background_readers() {
     let r = crate::frond::fsck(dev, p).unwrap();
     assert!(r.is_clean(), "{:?}", r.problems);
 }
+
+/// The closing call after a short write punches the delalloc the write reserved beyond what it
+/// wrote (and only that); the mapping sequence moves so stale iomaps are refused.
+#[test]
+fn short_write_end_work_punches_unused_delalloc() {
+    use crate::frond::{Fork, MapKind};
+    use crate::iomap::{IomapFlags, IomapOp, IomapType, MapDone, MapRequest};
+    let p = StdPlatform::arc();
+    let dev: Arc<dyn BlockDevice> = Arc::new(RamDisk::new(16 << 20, 512).unwrap());
+    mkfs(dev.clone(), p.clone(), &MkfsOptions::default()).unwrap();
+    let fs = FrondFs::mount(dev, p, MountOptions::new(4 << 20)).unwrap();
+    let f = fs.open_at(fs.root(), b"s", OpenFlags::RDWR | OpenFlags::CREAT, 0o644).unwrap();
+    let ops = f.inode().ops().clone();
+    let req = MapRequest { pos: 0, len: 8 * 4096, op: IomapOp::WRITE };
+    let pair = ops.next(req, None).unwrap().unwrap();
+    let m = pair.iomap;
+    assert_eq!((m.kind, m.offset, m.length), (IomapType::Delalloc, 0, 8 * 4096));
+    assert!(m.flags.contains(IomapFlags::NEW) && ops.is_valid(&m));
+    let done =
+        MapDone { pos: 0, len: 8 * 4096, processed: 4096 + 100, iomap: m, srcmap: pair.srcmap, error: None };
+    let fin = MapRequest { pos: 4096 + 100, len: 0, op: IomapOp::WRITE };
+    assert!(ops.next(fin, Some(&done)).unwrap().is_none());
+    let left = fs.frond().map(f.ino(), 0, 8, Fork::Data).unwrap();
+    assert_eq!((left.kind, left.len), (MapKind::Delalloc, 2), "blocks 0 and 1 (partly written) keep theirs");
+    assert_eq!(fs.frond().map(f.ino(), 2, 6, Fork::Data).unwrap().kind, MapKind::Hole);
+    assert!(!ops.is_valid(&m), "the punch made the old iomap stale");
+}
