@@ -26,14 +26,14 @@
 //!
 //! # Linux <-> here
 //!
-//! | Linux (XFS) | here |
-//! |---|---|
-//! | `xfs_read_iomap_begin` | reads |
-//! | `xfs_buffered_write_iomap_begin` (+ `xfs_reflink_allocate_cow` reservation), `xfs_buffered_write_iomap_end` | writes, end work |
-//! | `xfs_map_blocks` + `xfs_bmapi_convert_delalloc` | writeback |
-//! | `xfs_end_ioend` (`xfs_reflink_end_cow`, `xfs_iomap_write_unwritten`, `xfs_setfilesize`, `xfs_reflink_cancel_cow_range`) | `ioend_done` |
-//! | `xfs_iomap_valid` | `is_valid` |
-//! | gfs2 stuffed inodes / XFS local format | inline |
+//! | Linux (XFS) | here | deviation |
+//! |---|---|---|
+//! | `xfs_read_iomap_begin` | reads | |
+//! | `xfs_buffered_write_iomap_begin` (+ `xfs_reflink_allocate_cow` reservation), `xfs_buffered_write_iomap_end` | writes, end work | |
+//! | `xfs_map_blocks` + `xfs_bmapi_convert_delalloc` | writeback | |
+//! | `xfs_end_ioend` (`xfs_reflink_end_cow`, `xfs_iomap_write_unwritten`, `xfs_setfilesize`, `xfs_reflink_cancel_cow_range`) | `ioend_done` | |
+//! | `xfs_iomap_valid` (per-fork sequence numbers) | `is_valid` | the cookie is the page-cache mapping's sequence, bumped under the map lock after every extent change made through the file API, not frond's `mapping_seq` (which restarts when frond evicts and reloads an inode) |
+//! | gfs2 stuffed inodes / XFS local format | inline | a new file is written inline while it fits |
 
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
