@@ -14,3 +14,5 @@ pub mod frond;
 pub mod iomap;
 pub mod pagecache;
 pub mod replay;
+pub mod selftest;
+pub mod vfs;

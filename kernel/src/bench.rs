@@ -23,7 +23,10 @@
 //! `direct_write_rand4k_iops_qd1`, `direct_write_rand4k_iops_qd32`, `cow_write_after_clone_mib_s`,
 //! the cached-read pair, `raw_seq_*_qd32_mib_s` measured in rounds interleaved with the direct
 //! ones on the same driver, and `direct_*_seq_mib_s_vs_blk` against those). The test filesystem
-//! is formatted over the disk after the block workloads are done with it.
+//! is formatted over the disk after the block workloads are done with it. The iomap engine's
+//! buffered figures (`foliage_fs::iomap::bench`) run before them on the same disk, and the
+//! filesystem's (`foliage_fs::vfs::bench`: frond formatted over all of `bench0`, `fs_*` rows)
+//! after them.
 
 use alloc::format;
 use alloc::sync::Arc;
@@ -179,6 +182,11 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
             }
         }
         Err(e) => fail(&format!("direct I/O benchmarks: {e}")),
+    }
+    // The filesystem through the file API (frond formatted over the whole disk).
+    match foliage_fs::vfs::bench::bench(p, ours.dev.clone() as Arc<dyn BlockDevice>) {
+        Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
+        Err(e) => fail(&format!("fs bench: {e}")),
     }
     exit(ExitCode::Pass)
 }

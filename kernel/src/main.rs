@@ -118,8 +118,13 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
             disks::add_to(&mut env, installed);
             ktest::main(cmd.filter, &env, ktest::Tables { selfcheck: cmd.selfcheck, blkdebug: cmd.blkdebug })
         }
-        cmdline::Mode::Run | cmdline::Mode::Bench => demo::run(&platform, installed),
+        cmdline::Mode::Run | cmdline::Mode::Bench => demo::run(&platform, installed, cache_budget(&layout)),
     }
+}
+
+/// The page-cache budget of a mount: a quarter of the page-frame memory, 16 MiB to 256 MiB.
+fn cache_budget(layout: &mem::Layout) -> u64 {
+    ((layout.frames.1 - layout.frames.0) / 4).clamp(16 << 20, 256 << 20)
 }
 
 #[panic_handler]

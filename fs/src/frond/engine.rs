@@ -22,7 +22,8 @@
 //! | `xfs_collapse_file_space` / `xfs_insert_file_space` | [`Frond::collapse`] / [`Frond::insert`] |
 //! | `xfs_reflink_remap_blocks` | [`Frond::clone_extents`] |
 //! | `xfs_setfilesize` (ioend) | [`Frond::set_disk_size`] |
-//! | `xfs_log_force_seq` from fsync | [`Frond::fsync`] |
+//! | `xfs_log_force_seq` from fsync | [`Frond::fsync`], [`Frond::commit`] |
+//! | VFS inode references of open files keeping an unlinked inode (`xfs_inactive` at last iput) | [`Frond::pin`] / [`Frond::unpin`] |
 
 pub use super::extent::fork::Fork;
 pub use super::extent::ops::{MapKind, Mapping};
@@ -145,6 +146,46 @@ impl Frond {
     /// Moves inline data to a block.
     pub fn unstuff(&self, ino: u64) -> Result<()> {
         self.with(|st| st.unstuff(ino))
+    }
+
+    /// Commits the running transaction (its commit record carries PREFLUSH + FUA); returns
+    /// whether there was anything to commit. Unlike [`Frond::sync`] it issues no flush when
+    /// there was not (the iomap engine's `commit` contract: the caller flushes).
+    pub fn commit(&self) -> Result<bool> {
+        self.with(|st| st.commit())
+    }
+
+    /// Pins `ino` for an opener (the file API's open count): while pinned, dropping its last
+    /// link leaves it on the orphan list instead of freeing it.
+    pub fn pin(&self, ino: u64) -> Result<()> {
+        self.with(|st| {
+            st.inode(ino)?;
+            *st.pinned.entry(ino).or_insert(0) += 1;
+            Ok(())
+        })
+    }
+
+    /// Drops one pin of `ino`; the last one frees the inode if its last link is gone (it is
+    /// on the orphan list). Returns whether the inode was freed.
+    pub fn unpin(&self, ino: u64) -> Result<bool> {
+        self.with(|st| {
+            let last = match st.pinned.get_mut(&ino) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    false
+                }
+                Some(_) => {
+                    st.pinned.remove(&ino);
+                    true
+                }
+                None => return Err(crate::Errno::EINVAL.into()),
+            };
+            if last && st.inode(ino)?.nlink == 0 {
+                st.release_inode(ino)?;
+                return Ok(true);
+            }
+            Ok(false)
+        })
     }
 
     /// Makes every metadata change so far durable (fsync / fdatasync): commits the running

@@ -5,8 +5,8 @@
 //! rename loops) and only then changes metadata, inside one reservation sized for its worst
 //! case, so a failure never leaves a half-done change. An inode whose last link goes joins the
 //! orphan list in that transaction and is then freed with its blocks (possibly over several
-//! transactions; a crash in between is finished at mount). There are no open-file references
-//! at this level yet: the file API will keep unlinked-but-open inodes on the orphan list.
+//! transactions; a crash in between is finished at mount). Open files: the file API pins open inodes ([`Frond::pin`]): an unlinked pinned inode stays on the
+//! orphan list until its last [`Frond::unpin`] frees it (or the next mount does, after a crash).
 //!
 //! Lock order: every call takes the metadata lock ([`Frond`]'s state) for its whole duration.
 //!
@@ -208,7 +208,7 @@ impl FsState {
             }
             Ok(gone)
         })?;
-        if gone {
+        if gone && !self.pinned.contains_key(&ino) {
             self.release_inode(ino)?;
         }
         Ok(())

@@ -101,6 +101,9 @@ pub struct FsState {
     pub free_chunks: Option<BTreeSet<u64>>,
     /// The last corruption reported (for messages).
     pub last_corruption: Option<String>,
+    /// Inodes held open by the file API (open count per inode): dropping their last link puts
+    /// them on the orphan list but does not free them until [`Frond::unpin`](super::Frond::unpin).
+    pub pinned: BTreeMap<u64, u32>,
 }
 
 impl FsState {
@@ -127,6 +130,7 @@ impl FsState {
             dirty_inodes: BTreeSet::new(),
             free_chunks: None,
             last_corruption: None,
+            pinned: BTreeMap::new(),
         }
     }
 
@@ -224,8 +228,10 @@ impl FsState {
     pub fn evict_inodes(&mut self) {
         use super::extent::record::ExtState;
         let dirty = &self.dirty_inodes;
+        let pinned = &self.pinned;
         self.inodes.retain(|ino, i| {
             dirty.contains(ino)
+                || pinned.contains_key(ino)
                 || !i.cow.is_empty()
                 || i.size != i.disk_size
                 || i.dmap.as_ref().is_some_and(|m| m.values().any(|e| e.state == ExtState::Delalloc))

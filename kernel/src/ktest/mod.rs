@@ -60,7 +60,8 @@ pub struct Tables {
 
 /// Every test table this kernel runs, in order: the kernel's own tests, the portable block
 /// conformance suite (and its strict-driver part) on `scratch0`, the virtio-blk driver tests,
-/// the iomap engine's portable suite on `scratch0`, then the optional tables.
+/// the iomap engine suite and the filesystem suites (buffered, direct, cow, errors) on
+/// `scratch0`, then the optional tables.
 fn tables(which: Tables) -> Vec<&'static [TestCase]> {
     use foliage_drivers::block::conformance;
     let mut t: Vec<&'static [TestCase]> = alloc::vec![
@@ -69,6 +70,10 @@ fn tables(which: Tables) -> Vec<&'static [TestCase]> {
         conformance::STRICT,
         virtio_tests::TESTS,
         foliage_fs::iomap::selftest::SUITE,
+        foliage_fs::selftest::BUFFERED,
+        foliage_fs::selftest::DIRECT,
+        foliage_fs::selftest::COW,
+        foliage_fs::selftest::ERRORS,
     ];
     if which.blkdebug {
         t.push(blkdebug_tests::TESTS);

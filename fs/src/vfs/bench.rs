@@ -1,0 +1,257 @@
+//! Filesystem benchmarks through the file API on a given device: `(name, value, unit)` rows for
+//! `cargo xtask bench` (the kernel calls [`bench()`] over virtio-blk) and the host.
+//!
+//! The device is formatted with frond (4 KiB blocks) and mounted behind a fresh
+//! [`Queue`] with a page cache of [`FsBenchSizes::cache_bytes`].
+//!
+//! - `fs_create_files_per_s`: create + write 100 bytes (inline) + close, for
+//!   [`FsBenchSizes::files`] files spread over 10 directories, then one `syncfs`.
+//! - `fs_clone_256m_us`, `fs_clone_1g_us`: `FICLONERANGE` of a whole file written sequentially
+//!   (1 MiB writes) and fsync'd, into a new file (after an untimed one-block clone: the first
+//!   clone of a filesystem creates the reference-count tree), the log checkpointed (untimed),
+//!   then the median of 5 clones into fresh files; `fs_clone_1g_us_vs_256m` is their ratio. The
+//!   cost grows with extents, not bytes (target <= 1.5).
+//! - `fs_buffered_write_cached_mib_s`: 1 MiB buffered writes into a new file, no fsync (the
+//!   cache holds it: dirty thresholds at the budget for these figures); `fs_buffered_write_fsync_mib_s`: the same into another file plus one
+//!   fsync; `fs_buffered_read_cold_mib_s`: reading it back after a remount (readahead);
+//!   `fs_buffered_read_warm_mib_s`: again from the cache.
+//! - `fs_fsync_4k_us`: mean of (4 KiB overwrite + fdatasync); `fs_osync_write_4k_us`: mean of
+//!   4 KiB O_DSYNC overwrites.
+//!
+//! Not part of the test run. Locking: none of its own.
+//! Linux <-> here: `fs_mark`-style creates, `xfs_io -c reflink` timing, `fio --bs=1m` / `--bs=4k
+//! --fdatasync=1`.
+
+use alloc::format;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{FrondFs, MountOptions, OpenFlags};
+use crate::block::{BlockDevice, Queue};
+use crate::frond::{mkfs, MkfsOptions};
+use crate::platform::Platform;
+use crate::{Errno, Result};
+
+/// One benchmark result: name, value, unit.
+pub type BenchRow = (&'static str, f64, &'static str);
+
+const MIB: u64 = 1 << 20;
+
+/// Clones per clone figure (the median is reported).
+const CLONES: usize = 5;
+
+/// How much each benchmark moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsBenchSizes {
+    /// Files of the create benchmark.
+    pub files: u32,
+    /// Size of the small clone source (the large one is 4 times as big).
+    pub clone_small_bytes: u64,
+    /// Bytes of the buffered write / read benchmarks.
+    pub io_bytes: u64,
+    /// Iterations of the 4 KiB sync benchmarks.
+    pub sync_ops: u32,
+    /// Page-cache budget.
+    pub cache_bytes: u64,
+}
+
+impl Default for FsBenchSizes {
+    fn default() -> Self {
+        Self {
+            files: 10_000,
+            clone_small_bytes: 256 * MIB,
+            io_bytes: 256 * MIB,
+            sync_ops: 256,
+            cache_bytes: 384 * MIB,
+        }
+    }
+}
+
+/// Every benchmark at the default sizes (`EINVAL` if the device cannot hold them: it needs
+/// about 5 x 256 MiB plus room).
+pub fn bench(platform: &Arc<dyn Platform>, dev: Arc<dyn BlockDevice>) -> Result<Vec<BenchRow>> {
+    bench_sized(platform, dev, FsBenchSizes::default())
+}
+
+fn mib_s(bytes: u64, ns: u64) -> f64 {
+    (bytes as f64 / MIB as f64) / (ns.max(1) as f64 / 1e9)
+}
+
+/// Writes `bytes` of `fill` sequentially in 1 MiB writes to a new file `name`.
+fn write_file(fs: &Arc<FrondFs>, name: &[u8], bytes: u64, fill: u8) -> Result<super::File> {
+    let f = fs.open_at(fs.root(), name, OpenFlags::RDWR | OpenFlags::CREAT, 0o644)?;
+    let chunk = vec![fill; MIB as usize];
+    let mut pos = 0;
+    while pos < bytes {
+        let n = (bytes - pos).min(MIB) as usize;
+        let w = f.write(pos, &chunk[..n])?;
+        if w == 0 {
+            return Err(Errno::EIO);
+        }
+        pos += w as u64;
+    }
+    Ok(f)
+}
+
+fn read_file(f: &super::File, bytes: u64) -> Result<()> {
+    let mut buf = vec![0u8; MIB as usize];
+    let mut pos = 0;
+    while pos < bytes {
+        let n = f.read(pos, &mut buf)?;
+        if n == 0 {
+            return Err(Errno::EIO);
+        }
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+/// Every benchmark at `sizes`.
+pub fn bench_sized(
+    platform: &Arc<dyn Platform>,
+    dev: Arc<dyn BlockDevice>,
+    sizes: FsBenchSizes,
+) -> Result<Vec<BenchRow>> {
+    let need = sizes.clone_small_bytes * 5 + sizes.io_bytes * 2 + 64 * MIB;
+    if dev.info().capacity_bytes() < need {
+        return Err(Errno::EINVAL);
+    }
+    let dev: Arc<dyn BlockDevice> = Arc::new(Queue::new(dev));
+    mkfs(dev.clone(), platform.clone(), &MkfsOptions::default())?;
+    let opts = MountOptions::new(sizes.cache_bytes);
+    let mount = || FrondFs::mount(dev.clone(), platform.clone(), opts).map_err(Errno::from);
+    let now = || platform.now_ns();
+    let mut rows = Vec::new();
+
+    // Creates.
+    let fs = mount()?;
+    let dirs: Vec<u64> =
+        (0..10).map(|i| fs.mkdir(fs.root(), format!("d{i}").as_bytes(), 0o755)).collect::<Result<_>>()?;
+    let t = now();
+    for i in 0..sizes.files {
+        let d = dirs[(i % 10) as usize];
+        let f = fs.open_at(d, format!("f{i}").as_bytes(), OpenFlags::WRONLY | OpenFlags::CREAT, 0o644)?;
+        f.write(0, &[i as u8; 100])?;
+        f.close()?;
+    }
+    fs.sync()?;
+    rows.push(("fs_create_files_per_s", sizes.files as f64 / ((now() - t) as f64 / 1e9), "files/s"));
+
+    // Clones of sequentially written files, after an untimed one-block clone (the first
+    // clone on a filesystem creates its reference-count tree).
+    let warm = write_file(&fs, b"clone_warm", 4096, 0x3F)?;
+    warm.fsync()?;
+    let warm_dst = fs.open_at(fs.root(), b"clone_warm_dst", OpenFlags::RDWR | OpenFlags::CREAT, 0o644)?;
+    warm_dst.clone_range(&warm, 0, 0, 0)?;
+    drop((warm, warm_dst));
+    let mut clone_us = [0f64; 2];
+    for (k, bytes) in [sizes.clone_small_bytes, sizes.clone_small_bytes * 4].into_iter().enumerate() {
+        let src = write_file(&fs, format!("clone_src{k}").as_bytes(), bytes, 0x40 + k as u8)?;
+        src.fsync()?;
+        // An empty log, so no clone pays for a checkpoint the writes made due; then the
+        // median of CLONES clones into fresh files (one-off costs of the first metadata
+        // accesses after writing a large file do not decide the figure).
+        fs.frond().checkpoint()?;
+        let mut times = Vec::new();
+        for c in 0..CLONES {
+            let dst = fs.open_at(
+                fs.root(),
+                format!("clone_dst{k}_{c}").as_bytes(),
+                OpenFlags::RDWR | OpenFlags::CREAT,
+                0o644,
+            )?;
+            let t = now();
+            dst.clone_range(&src, 0, 0, 0)?;
+            times.push(now() - t);
+            if dst.size() != bytes {
+                return Err(Errno::EIO);
+            }
+        }
+        times.sort_unstable();
+        clone_us[k] = times[CLONES / 2] as f64 / 1e3;
+    }
+    rows.push(("fs_clone_256m_us", clone_us[0], "us"));
+    rows.push(("fs_clone_1g_us", clone_us[1], "us"));
+    rows.push(("fs_clone_1g_us_vs_256m", clone_us[1] / clone_us[0].max(f64::MIN_POSITIVE), "x"));
+    fs.unmount()?;
+
+    // Buffered throughput, the dirty thresholds at the budget (as the engine's own figures:
+    // the cache holds the whole file, writeback runs only at fsync).
+    let fs = mount()?;
+    fs.cache().set_dirty_thresholds(sizes.cache_bytes, sizes.cache_bytes)?;
+    let io = sizes.io_bytes;
+    let t = now();
+    let f = write_file(&fs, b"cached", io, 0x11)?;
+    rows.push(("fs_buffered_write_cached_mib_s", mib_s(io, now() - t), "MiB/s"));
+    drop(f);
+    // Untimed: write it back and drop it, so the next figure starts from an empty cache.
+    fs.drop_caches()?;
+    let t = now();
+    let f = write_file(&fs, b"synced", io, 0x22)?;
+    f.fsync()?;
+    rows.push(("fs_buffered_write_fsync_mib_s", mib_s(io, now() - t), "MiB/s"));
+    drop(f);
+    fs.unmount()?;
+    let fs = mount()?;
+    let f = fs.open_at(fs.root(), b"synced", OpenFlags::RDWR, 0)?;
+    for name in ["fs_buffered_read_cold_mib_s", "fs_buffered_read_warm_mib_s"] {
+        let t = now();
+        read_file(&f, io)?;
+        rows.push((name, mib_s(io, now() - t), "MiB/s"));
+    }
+    let ops = sizes.sync_ops.max(1);
+    let block = [0x33u8; 4096];
+    let t = now();
+    for i in 0..ops {
+        f.write((i as u64 % 256) * 4096, &block)?;
+        f.fdatasync()?;
+    }
+    rows.push(("fs_fsync_4k_us", (now() - t) as f64 / ops as f64 / 1e3, "us"));
+    let d = fs.open_at(fs.root(), b"synced", OpenFlags::RDWR | OpenFlags::DSYNC, 0)?;
+    let t = now();
+    for i in 0..ops {
+        d.write((i as u64 % 256) * 4096, &block)?;
+    }
+    rows.push(("fs_osync_write_4k_us", (now() - t) as f64 / ops as f64 / 1e3, "us"));
+    drop((f, d));
+    fs.unmount()?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::RamDisk;
+    use crate::platform::StdPlatform;
+
+    #[test]
+    fn bench_rows_are_produced_at_a_tiny_size() {
+        let dev: Arc<dyn BlockDevice> = Arc::new(RamDisk::new(160 << 20, 512).unwrap());
+        let sizes = FsBenchSizes {
+            files: 200,
+            clone_small_bytes: 8 * MIB,
+            io_bytes: 8 * MIB,
+            sync_ops: 8,
+            cache_bytes: 32 * MIB,
+        };
+        let rows = bench_sized(&StdPlatform::arc(), dev, sizes).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        assert_eq!(
+            names,
+            [
+                "fs_create_files_per_s",
+                "fs_clone_256m_us",
+                "fs_clone_1g_us",
+                "fs_clone_1g_us_vs_256m",
+                "fs_buffered_write_cached_mib_s",
+                "fs_buffered_write_fsync_mib_s",
+                "fs_buffered_read_cold_mib_s",
+                "fs_buffered_read_warm_mib_s",
+                "fs_fsync_4k_us",
+                "fs_osync_write_4k_us"
+            ]
+        );
+        assert!(rows.iter().all(|r| r.1.is_finite() && r.1 > 0.0), "{rows:?}");
+    }
+}
