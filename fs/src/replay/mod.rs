@@ -17,16 +17,20 @@
 //! | `pwrite`/`pread` (+ `O_DIRECT`), `fallocate` modes, `FICLONERANGE`, `FIDEDUPERANGE`, `copy_file_range`, `fsync` | [`ReplayTarget`] methods |
 //! | close, `syncfs`, `drop_caches`, reopen | [`ReplayTarget::close_open`] |
 
+pub mod frond;
 pub mod model;
 pub mod oplog;
 pub mod pattern;
 pub mod runner;
 mod target;
 
+pub use frond::{replay_fresh, FreshError, FreshOptions, FrondTarget};
 pub use model::MemTarget;
 pub use oplog::{Op, OpKind, OpLog, ParseError};
 pub use runner::{replay, ReplayReport};
 pub use target::ReplayTarget;
 
+#[cfg(test)]
+mod frond_tests;
 #[cfg(test)]
 mod tests;
