@@ -67,6 +67,8 @@ pub mod remap;
 pub mod seek;
 
 #[cfg(test)]
+mod remap_tests;
+#[cfg(test)]
 mod tests;
 
 pub use crate::frond::{fsck, mkfs, DirEntry, FsckReport, MkfsOptions, MountError, Stat, StatFs};
