@@ -1,6 +1,6 @@
 //! The kernel command line (`-append`), set by xtask:
 //!
-//! - `mode=run|test|bench` what to do after boot (default `run`);
+//! - `mode=run|test|bench|replay` what to do after boot (default `run`);
 //! - `filter=SUBSTRING` which tests to run (default all);
 //! - `selfcheck` registers the harness's deliberately failing tests (xtask's own check that a
 //!   failing, panicking or faulting test fails the run with its name);
@@ -17,6 +17,8 @@ pub enum Mode {
     Test,
     /// The benchmarks.
     Bench,
+    /// Replay the op logs of the `oplogs` disk (`replay`).
+    Replay,
 }
 
 /// The parsed command line.
@@ -41,6 +43,7 @@ pub fn parse(s: &str) -> Cmdline<'_> {
         match word.split_once('=') {
             Some(("mode", "test")) => c.mode = Mode::Test,
             Some(("mode", "bench")) => c.mode = Mode::Bench,
+            Some(("mode", "replay")) => c.mode = Mode::Replay,
             Some(("mode", _)) => c.mode = Mode::Run,
             Some(("filter", f)) => c.filter = f,
             None if word == "selfcheck" => c.selfcheck = true,

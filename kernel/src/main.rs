@@ -1,6 +1,7 @@
 //! The Foliage kernel: a small x86_64 kernel that boots under QEMU (PVH), brings up memory, the
 //! console, the clock and PCI, and then runs the demonstration (`cargo xtask run`), the self-test
-//! suites (`cargo xtask test`) or the benchmarks (`cargo xtask bench`).
+//! suites (`cargo xtask test`), the benchmarks (`cargo xtask bench`) or op-log replays
+//! (`cargo xtask replay`).
 //!
 //! It is built for the host target (`x86_64-unknown-linux-gnu`) as a freestanding static ELF:
 //! see `build.rs` for the link arguments and `qemu/kernel.ld` for the layout. It also serves as
@@ -28,6 +29,7 @@ mod mem;
 mod pci;
 mod platform;
 mod pvh;
+mod replay;
 mod time;
 
 use alloc::vec::Vec;
@@ -118,6 +120,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
             disks::add_to(&mut env, installed);
             ktest::main(cmd.filter, &env, ktest::Tables { selfcheck: cmd.selfcheck, blkdebug: cmd.blkdebug })
         }
+        cmdline::Mode::Replay => replay::run(&platform),
         cmdline::Mode::Run | cmdline::Mode::Bench => demo::run(&platform, installed, cache_budget(&layout)),
     }
 }

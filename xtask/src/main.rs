@@ -8,6 +8,7 @@
 //! | `bench` | release builds; prints `bench <name> <value> <unit>` lines |
 //! | `mkfs <image> [--block-size N] [--size N]` | formats an image file with frond |
 //! | `fsck <image>` | checks a frond image; non-zero exit when it is not clean |
+//! | `replay <ops> [--host] [--expect F]` | replays an op log on a fresh frond fs (kernel, or host) and prints the oracle output format |
 //!
 //! Options for the QEMU commands: `--accel kvm|tcg` (TCG by default), `--timeout SECS`.
 
@@ -15,6 +16,7 @@ mod bench;
 mod build;
 mod fsimage;
 mod qemu;
+mod replay;
 mod test;
 mod util;
 
@@ -24,7 +26,7 @@ use std::time::Duration;
 use crate::util::Result;
 
 const USAGE: &str =
-    "usage: cargo xtask <build | run | test [FILTER] | bench> [--accel kvm|tcg] [--timeout SECS]";
+    "usage: cargo xtask <build | run | test [FILTER] | bench | replay <ops> [--host] [--expect F]> [--accel kvm|tcg] [--timeout SECS]";
 
 fn run(args: &[String]) -> Result<()> {
     let mut o = test::Options::parse(args)?;
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::cmd(rest),
         Some("mkfs") => fsimage::mkfs_cmd(rest),
         Some("fsck") => fsimage::fsck_cmd(rest),
+        Some("replay") => replay::cmd(rest),
         Some("help" | "--help" | "-h") => {
             println!("{USAGE}");
             Ok(())

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::build::{self, Profile};
 use crate::qemu::{self, Accel, Disk, Machine, Status};
+use crate::replay;
 use crate::util::{cargo, parse_closing_line, Result};
 
 /// Totals of a stage.
@@ -150,6 +151,7 @@ fn host_stage(filter: &str) -> Result<Tally> {
     if !status.success() && t.failed.is_empty() {
         t.problems.push(format!("cargo test failed ({status}) without a failing test: a build error?"));
     }
+    t.add(replay_host_stage(filter)?);
     println!("host: {} passed, {} failed", t.passed, t.failed_count());
     Ok(t)
 }
@@ -328,6 +330,52 @@ fn judge(name: &str, outcome: &qemu::Outcome) -> Tally {
     t
 }
 
+/// The corpus cases whose test name (`replay_<mode>_<case>`) matches `filter`.
+fn replay_cases(mode: &str, filter: &str) -> Result<Vec<(replay::Case, String)>> {
+    Ok(replay::corpus_cases()?
+        .into_iter()
+        .filter(|(c, _)| format!("replay_{mode}_{}", c.name).contains(filter))
+        .collect())
+}
+
+/// One result line per replayed case.
+fn judge_replays(mode: &str, cases: &[(replay::Case, String)], results: &[replay::Replayed]) -> Tally {
+    let mut t = Tally::default();
+    for ((case, expected), r) in cases.iter().zip(results) {
+        let name = format!("replay_{mode}_{}", case.name);
+        match replay::judge(r, expected) {
+            Ok(()) => {
+                println!("test {name} ... ok");
+                t.passed += 1;
+            }
+            Err(e) => {
+                println!("test {name} ... FAILED: {e}");
+                t.failed.push(format!("{mode}: {name}"));
+            }
+        }
+    }
+    t
+}
+
+/// Every corpus case replayed on the host (in this process, over a RamDisk) against Linux's
+/// expected output.
+fn replay_host_stage(filter: &str) -> Result<Tally> {
+    let cases = replay_cases("host", filter)?;
+    let results: Vec<replay::Replayed> = cases.iter().map(|(c, _)| replay::on_host(c)).collect();
+    Ok(judge_replays("host", &cases, &results))
+}
+
+/// Every corpus case replayed in one kernel boot against Linux's expected output.
+fn replay_kernel_stage(o: &Options) -> Result<Tally> {
+    let cases = replay_cases("kernel", &o.filter)?;
+    if cases.is_empty() {
+        return Ok(Tally::default());
+    }
+    let plain: Vec<replay::Case> = cases.iter().map(|(c, _)| c.clone()).collect();
+    let (results, _) = replay::in_kernel(&plain, o)?;
+    Ok(judge_replays("kernel", &cases, &results))
+}
+
 fn kernel_stage(o: &Options) -> Result<Tally> {
     println!("== kernel tests (QEMU, {:?}) ==", o.accel);
     let kernel = build::kernel(Profile::Ktest, &[])?;
@@ -342,6 +390,7 @@ fn kernel_stage(o: &Options) -> Result<Tally> {
         let outcome = qemu::run(&m, p.name, o.timeout, true)?;
         total.add(judge(p.name, &outcome));
     }
+    total.add(replay_kernel_stage(o)?);
     println!("kernel: {} passed, {} failed", total.passed, total.failed_count());
     Ok(total)
 }

@@ -18,6 +18,7 @@
 //! | `xfs_bmapi_convert_delalloc`, `xfs_iomap_write_direct` | [`Frond::allocate`] |
 //! | `xfs_iomap_write_unwritten` | [`Frond::convert_unwritten`] |
 //! | `xfs_reflink_allocate_cow` / `_end_cow` / `_cancel_cow_range` | [`Frond::cow_prepare`] / [`Frond::cow_remap`] / [`Frond::cow_cancel`] |
+//! | atomic COW writes: `xfs_atomic_write_cow_iomap_begin` / `xfs_reflink_end_atomic_cow` | [`Frond::cow_stage_all`] / [`Frond::cow_remap_atomic`] |
 //! | `xfs_free_file_space`, `xfs_itruncate_extents` | [`Frond::punch`], [`Frond::truncate`] |
 //! | `xfs_collapse_file_space` / `xfs_insert_file_space` | [`Frond::collapse`] / [`Frond::insert`] |
 //! | `xfs_reflink_remap_blocks` | [`Frond::clone_extents`] |
@@ -73,6 +74,18 @@ impl Frond {
     /// Allocates COW staging blocks for the shared parts of the range; returns blocks staged.
     pub fn cow_prepare(&self, ino: u64, file_block: u64, count: u64) -> Result<u64> {
         self.with(|st| st.cow_prepare(ino, file_block, count))
+    }
+
+    /// Allocates COW staging blocks for every block of the range not yet staged, shared or not
+    /// (an untorn write of several blocks); returns blocks staged.
+    pub fn cow_stage_all(&self, ino: u64, file_block: u64, count: u64) -> Result<u64> {
+        self.with(|st| st.cow_stage_all(ino, file_block, count))
+    }
+
+    /// Remaps the staging of the whole range into the data fork in one transaction, setting
+    /// both sizes to `size` when given (completion of an untorn write).
+    pub fn cow_remap_atomic(&self, ino: u64, file_block: u64, count: u64, size: Option<u64>) -> Result<()> {
+        self.with(|st| st.cow_remap_atomic(ino, file_block, count, size))
     }
 
     /// Remaps written COW staging extents in the range into the data fork (I/O completion).

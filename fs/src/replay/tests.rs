@@ -5,7 +5,7 @@ use alloc::string::String;
 
 use super::*;
 
-fn case(name: &str) -> (String, String) {
+pub(super) fn case(name: &str) -> (String, String) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/oracle/cases/");
     let ops = std::fs::read_to_string(alloc::format!("{dir}{name}.ops")).expect("case ops");
     let expected = std::fs::read_to_string(alloc::format!("{dir}{name}.expected")).expect("case expected");

@@ -8,7 +8,7 @@ use foliage_drivers::selftest::{TestEnv, TestResult};
 use foliage_drivers::{ensure, ensure_eq};
 
 use super::rig::{pattern, read_all, read_exact, write_all, FsRig};
-use crate::vfs::OpenFlags;
+use crate::vfs::{OpenFlags, ATOMIC_WRITE_MAX};
 use crate::Errno;
 
 /// §5 T1: empty file, direct write of 512 'X' at 1024: size 1536, [0, 1024) zero; truncate to
@@ -94,25 +94,66 @@ pub fn direct_buffered_mixing_1k_blocks(env: &TestEnv) -> TestResult {
     rig.finish()
 }
 
-/// RWF_ATOMIC rules: O_DIRECT only, a power-of-two length from the logical block size to the
-/// filesystem block size, the position aligned to the length; the data reads back, also after
-/// dropping the caches.
+/// RWF_ATOMIC rules (XFS's): O_DIRECT only, a power-of-two length from the filesystem block
+/// size to `ATOMIC_WRITE_MAX`, the position aligned to the length; the data reads back, also
+/// after dropping the caches.
 pub fn atomic_write_rules(env: &TestEnv) -> TestResult {
     let rig = FsRig::new(env, 4096)?;
     let b = rig.create("a")?;
     ensure_eq!(b.write_atomic(0, &[1u8; 4096]), Err(Errno::EINVAL), "needs O_DIRECT");
     let f = rig.open("a", OpenFlags::RDWR | OpenFlags::DIRECT)?;
-    ensure_eq!(f.write_atomic(0, &[1u8; 3072]), Err(Errno::EINVAL), "not a power of two");
-    ensure_eq!(f.write_atomic(2048, &[1u8; 4096]), Err(Errno::EINVAL), "misaligned");
-    ensure_eq!(f.write_atomic(0, &[1u8; 8192]), Err(Errno::EINVAL), "larger than a block");
-    ensure_eq!(f.write_atomic(0, &[1u8; 256]), Err(Errno::EINVAL), "below the logical block size");
+    ensure_eq!(f.write_atomic(0, &[1u8; 12288]), Err(Errno::EINVAL), "not a power of two");
+    ensure_eq!(f.write_atomic(4096, &[1u8; 8192]), Err(Errno::EINVAL), "misaligned");
+    let too_big = vec![1u8; 2 * ATOMIC_WRITE_MAX as usize];
+    ensure_eq!(f.write_atomic(0, &too_big), Err(Errno::EINVAL), "larger than the unit max");
+    ensure_eq!(f.write_atomic(0, &[1u8; 1024]), Err(Errno::EINVAL), "below the block size");
+    ensure_eq!(f.size(), 0, "nothing written");
     ensure_eq!(f.write_atomic(8192, &pattern(1, 4096))?, 4096);
-    ensure_eq!(f.write_atomic(1024, &pattern(2, 1024))?, 1024);
+    ensure_eq!(f.write_atomic(16384, &pattern(2, 16384))?, 16384);
     rig.fs().drop_caches()?;
     ensure_eq!(rig.fs().cache().cached_bytes(), 0, "caches dropped");
     let got = read_all(&b)?;
-    ensure!(got[1024..2048] == pattern(2, 1024)[..] && got[8192..] == pattern(1, 4096)[..], "data");
-    ensure!(got[..1024].iter().chain(&got[2048..8192]).all(|&x| x == 0), "zeros around");
+    ensure_eq!(got.len(), 32768, "size");
+    ensure!(got[8192..12288] == pattern(1, 4096)[..] && got[16384..] == pattern(2, 16384)[..], "data");
+    ensure!(got[..8192].iter().chain(&got[12288..16384]).all(|&x| x == 0), "zeros around");
     drop((b, f));
+    rig.finish()
+}
+
+/// An untorn write of several blocks goes out of place: into a cloned range it leaves the
+/// clone's blocks alone, over cached dirty data it wins, past EOF it extends the size, and the
+/// old blocks are freed (fsck clean after a remount).
+pub fn atomic_write_multi_block(env: &TestEnv) -> TestResult {
+    let mut rig = FsRig::new(env, 4096)?;
+    let b = rig.create("m")?;
+    let old = pattern(3, 65536);
+    write_all(&b, 0, &old)?;
+    b.fsync()?;
+    let c = rig.create("c")?;
+    c.clone_range(&b, 0, 0, 0)?;
+    // Block 9 copied on write (private to "m"), then block 12 dirty in the cache.
+    write_all(&b, 40000, &[9u8; 100])?;
+    b.fsync()?;
+    let d = rig.open("m", OpenFlags::RDWR | OpenFlags::DIRECT)?;
+    let free0 = rig.fs().statfs()?.free;
+    write_all(&b, 50000, &[7u8; 100])?;
+    ensure_eq!(d.write_atomic(32768, &pattern(4, 32768))?, 32768);
+    ensure_eq!(d.write_atomic(131072, &pattern(5, 65536))?, 65536);
+    ensure_eq!(d.size(), 196608, "extended to the end of the second write");
+    let mut want = old.clone();
+    want[32768..].copy_from_slice(&pattern(4, 32768));
+    want.resize(131072, 0);
+    want.extend_from_slice(&pattern(5, 65536));
+    ensure!(read_all(&b)? == want, "buffered view");
+    ensure!(read_exact(&d, 0, want.len())? == want, "direct view");
+    ensure!(read_all(&c)? == old, "the clone keeps the old blocks");
+    // Block 12's writeback takes a block; the first write takes 8 and frees the private
+    // blocks 9 and 12 (the shared ones stay with the clone); the second takes 16.
+    ensure_eq!(free0 - rig.fs().statfs()?.free, 1 + 8 - 2 + 16, "blocks taken");
+    drop((b, c, d));
+    rig.remount()?;
+    let f = rig.open("m", OpenFlags::RDONLY)?;
+    ensure!(read_all(&f)? == want, "on disk");
+    drop(f);
     rig.finish()
 }

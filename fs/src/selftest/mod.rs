@@ -86,6 +86,7 @@ pub static DIRECT: &[TestCase] = cases![
     direct::direct_t3_alignment_holes_and_eof,
     direct::direct_buffered_mixing_1k_blocks,
     direct::atomic_write_rules,
+    direct::atomic_write_multi_block,
 ];
 
 /// Crash states of several workloads (host).
@@ -96,6 +97,7 @@ pub static CRASH: &[TestCase] = cases![
     crash::crash_namespace_after_sync,
     crash::crash_truncate_punch_unlink,
     crash::crash_atomic_writes_untorn,
+    crash::crash_atomic_multi_block_untorn,
 ];
 
 /// The tables a kernel runs (every one but [`CRASH`], which the host runs).

@@ -189,18 +189,19 @@ impl File {
     }
 
     /// One untorn write (`pwritev2(RWF_ATOMIC)`): the file must be open with `O_DIRECT`, the
-    /// length a power of two from the device's logical block size up to the filesystem block
-    /// size (the atomic write unit, as XFS reports without hardware or forced alignment), and
-    /// the position a multiple of the length; `EINVAL` otherwise. The data lands in one block,
-    /// written with one bio: after a crash it is all there or not at all.
+    /// length a power of two from the filesystem block size up to
+    /// [`ATOMIC_WRITE_MAX`](super::atomic::ATOMIC_WRITE_MAX) (XFS's unit min and max without
+    /// atomic-write hardware), and the position a multiple of the length; `EINVAL` otherwise.
+    /// One block is written with one bio; a longer write goes out of place and is remapped in
+    /// one transaction (`atomic`). After a crash it is all there or not at all.
     pub fn write_atomic(&self, pos: u64, data: &[u8]) -> Result<usize> {
         self.check_write()?;
         let len = data.len() as u64;
-        let lbs = self.fs.ctx.device().info().logical_block_size.max(1) as u64;
+        let bs = self.fs.block_size();
         let ok = self.flags.contains(OpenFlags::DIRECT)
             && len.is_power_of_two()
-            && len >= lbs
-            && len <= self.fs.block_size()
+            && len >= bs
+            && len <= super::atomic::ATOMIC_WRITE_MAX
             && pos.is_multiple_of(len);
         if !ok {
             return Err(Errno::EINVAL);
@@ -209,6 +210,9 @@ impl File {
         let pos = if self.flags.contains(OpenFlags::APPEND) { self.size() } else { pos };
         if !pos.is_multiple_of(len) {
             return Err(Errno::EINVAL);
+        }
+        if len > bs {
+            return self.write_atomic_blocks(pos, data);
         }
         self.write_locked(pos, data, true)
     }

@@ -8,6 +8,7 @@
 //! | [`namei`] | namespace calls (create, lookup, unlink, rename, mkdir, rmdir, readdir, link, symlink, readlink, stat) |
 //! | [`mod@file`] | [`File`] (an open file): read, write (O_DIRECT / O_SYNC / O_DSYNC / O_APPEND), fsync, truncate |
 //! | [`falloc`] | fallocate: allocate, keep size, punch hole, zero range, collapse, insert, unshare |
+//! | `atomic` | untorn writes of several blocks (out of place, one remap transaction) |
 //! | [`remap`] | clone range (FICLONERANGE rules), dedupe range, copy range |
 //! | [`seek`] | SEEK_DATA / SEEK_HOLE |
 //! | `inode`, `mapping` | the in-core inode and frond's [`IomapOps`](crate::iomap::IomapOps) (the mapping callback) |
@@ -52,6 +53,7 @@
 //! | flusher threads, `wb_workfn` | `hooks` + [`FrondFs::background_work`] | called by the kernel, no threads |
 //! | open file keeps an unlinked inode (`iput` at last close) | [`frond::Frond::pin`](crate::frond::Frond::pin) | |
 
+mod atomic;
 pub mod bench;
 pub mod falloc;
 pub mod file;
@@ -65,9 +67,12 @@ pub mod remap;
 pub mod seek;
 
 #[cfg(test)]
+mod remap_tests;
+#[cfg(test)]
 mod tests;
 
 pub use crate::frond::{fsck, mkfs, DirEntry, FsckReport, MkfsOptions, MountError, Stat, StatFs};
+pub use atomic::ATOMIC_WRITE_MAX;
 pub use falloc::FallocFlags;
 pub use file::File;
 pub use flags::{OpenFlags, Whence};

@@ -4,11 +4,14 @@
 //! Checks, as Linux's `generic_remap_file_range_prep` / `generic_copy_file_checks`: both files
 //! on this mount (`EXDEV`), regular files (`EISDIR` / `EINVAL`), the source readable and the
 //! destination writable and not `O_APPEND` (`EBADF`); clone and dedupe offsets block aligned
-//! (`EINVAL`); `len == 0` means "to the source's EOF" for clone; `pos_in` past the source's EOF
-//! is `EINVAL` (at EOF: nothing); the length is clamped to the source's EOF; a length that is
-//! not a whole number of blocks is allowed only when it ends at the source's EOF and the range
-//! becomes (or passes) the destination's EOF; overlapping ranges of one file `EINVAL`; ranges
-//! past the largest file `EFBIG` (clone) or `EOVERFLOW`-free clamping (copy).
+//! (`EINVAL`); `len == 0` means "to the source's EOF" for clone (nothing at EOF) and nothing for
+//! dedupe; `pos_in` at or past the source's EOF is `EINVAL`; dedupe ranges must lie within both
+//! files (`EINVAL`, never clamped); clone clamps the length to the source's EOF, and a clamped
+//! clone is `EINVAL` (no `REMAP_FILE_CAN_SHORTEN`); a length that is not a whole number of
+//! blocks is kept only when it ends at the source's EOF (dedupe: and the destination's) and
+//! the range becomes (or passes) the destination's EOF, else dedupe cuts it to whole blocks and
+//! clone refuses it (`EINVAL`); overlapping ranges of one file `EINVAL`; ranges past the
+//! largest file `EFBIG` (clone) or `EOVERFLOW`-free clamping (copy).
 //!
 //! Clone: both ranges are written back and waited for; if the destination starts past its EOF
 //! the gap is zeroed first (generic/515); the destination's cache over the range is dropped;
@@ -87,45 +90,62 @@ impl File {
         Ok(())
     }
 
-    /// The clone / dedupe range checks (sizes read under the locks). Returns the length to
-    /// share in bytes (0: nothing to do).
+    /// The clone / dedupe range checks (sizes read under the locks), Linux's
+    /// `generic_remap_file_range_prep` + `generic_remap_checks`. Returns the length to share in
+    /// bytes (0: nothing to do).
     fn remap_prep(&self, src: &File, pos_in: u64, pos_out: u64, len: u64, kind: Kind) -> Result<u64> {
         let bs = self.fs().block_size();
+        let size_in = src.size();
+        let size_out = self.size();
+        // Zero length: dedupe does nothing, clone goes to the source's EOF.
+        let req = match (len, kind) {
+            (0, Kind::Dedupe) => return Ok(0),
+            (0, Kind::Clone) if pos_in == size_in => return Ok(0),
+            (0, Kind::Clone) if pos_in > size_in => return Err(Errno::EINVAL),
+            (0, Kind::Clone) => size_in - pos_in,
+            _ => len,
+        };
         if !pos_in.is_multiple_of(bs) || !pos_out.is_multiple_of(bs) {
             return Err(Errno::EINVAL);
         }
-        let size_in = src.size();
-        let size_out = self.size();
-        if pos_in > size_in {
+        let end_in = pos_in.checked_add(req).ok_or(Errno::EINVAL)?;
+        let end_out = pos_out.checked_add(req).ok_or(Errno::EINVAL)?;
+        // Dedupe needs both ranges within EOF (never shortened to it).
+        if kind == Kind::Dedupe
+            && (pos_in >= size_in || end_in > size_in || pos_out >= size_out || end_out > size_out)
+        {
             return Err(Errno::EINVAL);
         }
-        let mut len = if len == 0 && kind == Kind::Clone { size_in - pos_in } else { len };
-        len = len.min(size_in - pos_in);
-        if len == 0 {
-            return Ok(0);
+        if pos_in >= size_in {
+            return Err(Errno::EINVAL);
         }
-        let end_out = pos_out.checked_add(len).ok_or(Errno::EINVAL)?;
-        if end_out > self.fs().max_file_size() {
+        let mut len = req.min(size_in - pos_in);
+        if pos_out.saturating_add(len) > self.fs().max_file_size() {
             return Err(Errno::EFBIG);
         }
-        if kind == Kind::Dedupe && pos_out >= size_out {
+        // An unaligned length is kept only when it reaches the source's EOF (and, for dedupe,
+        // the destination's); otherwise it is cut to whole blocks, which only dedupe accepts
+        // (REMAP_FILE_CAN_SHORTEN).
+        let to_eof = pos_in + len == size_in && (kind == Kind::Clone || pos_out + len == size_out);
+        let blocks_len = if to_eof {
+            size_in.next_multiple_of(bs) - pos_in
+        } else {
+            len -= len % bs;
+            len
+        };
+        if Arc::ptr_eq(src.inode(), self.inode())
+            && pos_out + blocks_len > pos_in
+            && pos_out < pos_in + blocks_len
+        {
             return Err(Errno::EINVAL);
         }
-        if kind == Kind::Dedupe {
-            len = len.min(size_out - pos_out);
+        if len != req && kind == Kind::Clone {
+            return Err(Errno::EINVAL);
         }
-        if len % bs != 0 {
-            let at_src_eof = pos_in + len == size_in;
-            let becomes_eof = pos_out + len >= size_out;
-            if !(at_src_eof && becomes_eof) {
-                return Err(Errno::EINVAL);
-            }
-        }
-        if Arc::ptr_eq(src.inode(), self.inode()) {
-            let rl = len.div_ceil(bs) * bs;
-            if pos_in < pos_out + rl && pos_out < pos_in + rl {
-                return Err(Errno::EINVAL);
-            }
+        // A partial last block may only land where it becomes (or passes) the destination's
+        // EOF: the source's bytes past its EOF must not appear inside the destination.
+        if !len.is_multiple_of(bs) && pos_out + len < size_out {
+            return Err(Errno::EINVAL);
         }
         Ok(len)
     }
