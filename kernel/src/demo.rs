@@ -105,7 +105,7 @@ pub fn run(platform: &Arc<dyn Platform>, disks: &[Disk], cache_bytes: u64) -> ! 
     });
     let free_after_clone = fs.statfs().map(|s| s.free).unwrap_or(0);
     println!(
-        "demo: clone of {} MiB took {} data blocks (free {} -> {})",
+        "demo: clone of {} MiB shares its data: {} block(s) taken, all metadata (free {} -> {})",
         FILE_BYTES / MIB,
         free_before.saturating_sub(free_after_clone),
         free_before,
