@@ -36,6 +36,10 @@ impl Platform for PickyPlatform {
         self.inner.alloc_pages(order)
     }
 
+    fn alloc_pages_zeroed(&self, order: u32) -> Option<PageRun> {
+        self.inner.alloc_pages_zeroed(order)
+    }
+
     unsafe fn free_pages(&self, run: PageRun) {
         // SAFETY: forwarded: the run came from `inner.alloc_pages`.
         unsafe { self.inner.free_pages(run) }
