@@ -28,6 +28,7 @@
 //! | Linux | Foliage |
 //! |---|---|
 //! | `alloc_pages(gfp, order)` + `page_to_phys` | [`Platform::alloc_pages`] -> [`PageRun`] |
+//! | `alloc_pages(gfp \| __GFP_ZERO, order)` | [`Platform::alloc_pages_zeroed`] |
 //! | `dma_map_single` (identity IOMMU) | [`Platform::dma_address`] |
 //! | `ktime_get_ns` | [`Platform::now_ns`] |
 //! | `wait_on_bit` / `wake_up_bit` | [`wait_until`] + [`Platform::park`] / [`Platform::unpark`] |
@@ -102,16 +103,30 @@ impl PageRun {
 /// What a kernel provides to Foliage. See the module documentation.
 pub trait Platform: Send + Sync {
     /// Allocates `2^order` physically contiguous pages that devices can DMA to, aligned to at
-    /// least [`PAGE_SIZE`] (naturally aligned where the allocator can). Contents are unspecified.
-    /// `None` when memory is short: Foliage falls back to smaller orders or reports `ENOMEM`.
+    /// least [`PAGE_SIZE`] (naturally aligned where the allocator can). Contents are unspecified
+    /// (whatever the memory held before): Foliage writes every byte it hands out before any
+    /// byte of it is read (the page cache's overwrite path), or asks for
+    /// [`Platform::alloc_pages_zeroed`]. `None` when memory is short: Foliage falls back to
+    /// smaller orders or reports `ENOMEM`.
     fn alloc_pages(&self, order: u32) -> Option<PageRun>;
+
+    /// As [`Platform::alloc_pages`], every byte zero: DMA buffers, virtio rings and folios that
+    /// are not wholly overwritten. The default zeroes what `alloc_pages` returned; override it
+    /// when the allocator knows memory that is already zero (fresh pages from a hypervisor, a
+    /// pre-zeroed pool).
+    fn alloc_pages_zeroed(&self, order: u32) -> Option<PageRun> {
+        let run = self.alloc_pages(order)?;
+        // SAFETY: the run is freshly allocated, exclusively ours and `run.len()` bytes long.
+        unsafe { core::ptr::write_bytes(run.virt().as_ptr(), 0, run.len()) };
+        Some(run)
+    }
 
     /// Returns pages to the platform.
     ///
     /// # Safety
     ///
-    /// `run` came from [`Platform::alloc_pages`] of this platform, and neither the CPU nor a
-    /// device accesses the memory any more.
+    /// `run` came from [`Platform::alloc_pages`] or [`Platform::alloc_pages_zeroed`] of this
+    /// platform, and neither the CPU nor a device accesses the memory any more.
     unsafe fn free_pages(&self, run: PageRun);
 
     /// The device-visible address of `[ptr, ptr + len)` if a device can DMA to that range as
@@ -157,9 +172,7 @@ impl DmaBuffer {
     pub fn new(platform: &Arc<dyn Platform>, len: usize) -> Result<Self> {
         let pages = len.div_ceil(PAGE_SIZE).max(1);
         let order = pages.next_power_of_two().trailing_zeros();
-        let run = platform.alloc_pages(order).ok_or(Errno::ENOMEM)?;
-        // SAFETY: the run is freshly allocated, exclusively ours and `run.len()` bytes long.
-        unsafe { core::ptr::write_bytes(run.virt().as_ptr(), 0, run.len()) };
+        let run = platform.alloc_pages_zeroed(order).ok_or(Errno::ENOMEM)?;
         Ok(Self { run: Some(run), len, platform: platform.clone() })
     }
 
@@ -205,14 +218,21 @@ impl Drop for DmaBuffer {
     }
 }
 
+/// What [`StdPlatform`] fills fresh unzeroed pages with in debug builds (and the poisoning test
+/// platforms of the page-cache tests use).
+pub const POISON: u8 = 0xA5;
+
 #[cfg(any(test, feature = "std"))]
 mod std_platform {
     use super::*;
-    use std::alloc::{alloc, dealloc, Layout};
+    use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
     use std::time::Instant;
 
     /// A [`Platform`] for hosted use (tests, tools): pages from the global allocator, physical
-    /// address = virtual address, waits yield the thread.
+    /// address = virtual address, waits yield the thread. In debug builds (the host tests)
+    /// [`Platform::alloc_pages`] fills fresh pages with [`POISON`], so a byte handed out
+    /// before it was written shows up as `0xA5` instead of a lucky zero;
+    /// [`Platform::alloc_pages_zeroed`] uses `alloc_zeroed` (no memset for fresh `mmap` memory).
     pub struct StdPlatform {
         epoch: Instant,
     }
@@ -247,6 +267,20 @@ mod std_platform {
             }
             // SAFETY: the layout has a non-zero size.
             let ptr = NonNull::new(unsafe { alloc(layout(order)) })?;
+            if cfg!(debug_assertions) {
+                // SAFETY: freshly allocated, exclusively ours, `PAGE_SIZE << order` bytes.
+                unsafe { core::ptr::write_bytes(ptr.as_ptr(), POISON, PAGE_SIZE << order) };
+            }
+            // SAFETY: freshly allocated, exclusively owned; on the host phys == virt.
+            Some(unsafe { PageRun::from_raw(ptr, ptr.as_ptr() as u64, order) })
+        }
+
+        fn alloc_pages_zeroed(&self, order: u32) -> Option<PageRun> {
+            if order > 20 {
+                return None;
+            }
+            // SAFETY: the layout has a non-zero size.
+            let ptr = NonNull::new(unsafe { alloc_zeroed(layout(order)) })?;
             // SAFETY: freshly allocated, exclusively owned; on the host phys == virt.
             Some(unsafe { PageRun::from_raw(ptr, ptr.as_ptr() as u64, order) })
         }

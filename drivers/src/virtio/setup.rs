@@ -191,9 +191,8 @@ impl<T: Transport> VirtioBlk<T> {
     ) -> Result<HwQueue> {
         let ring = new_ring::<H, T>(transport, index, size, indirect)?;
         let bytes = size as usize * SLOT_DMA_BYTES;
-        let run = platform.alloc_pages(order_for(bytes)).ok_or(Errno::ENOMEM)?;
-        // SAFETY: a fresh run of at least `bytes` bytes, exclusively ours.
-        unsafe { core::ptr::write_bytes(run.virt().as_ptr(), 0, run.len()) };
+        // Zeroed: the slots' headers and status bytes start from a known state.
+        let run = platform.alloc_pages_zeroed(order_for(bytes)).ok_or(Errno::ENOMEM)?;
         let area = core::ptr::NonNull::slice_from_raw_parts(run.virt(), run.len());
         // SAFETY: the run is valid and unused by any device; sharing memory the HAL can
         // translate and unsharing it at once has no lasting effect.

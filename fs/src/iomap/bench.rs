@@ -4,10 +4,18 @@
 //! Figures (sizes from [`BenchSizes`]; the device goes behind a fresh [`Queue`]):
 //!
 //! - `memcpy_mib_s`: copying 1 MiB chunks from one source buffer into a 64 MiB destination,
-//!   round robin: the ceiling for cached writes, measured in the same run.
-//! - `buffered_write_cached_mib_s`: buffered writes of 1 MiB chunks into a new file (delayed
-//!   allocation), no fsync, the cache large enough to hold it all;
-//!   `buffered_write_cached_mib_s_vs_memcpy` is the ratio to `memcpy_mib_s` (target >= 0.5).
+//!   round robin, after one untimed pass over the destination: the ceiling for cached writes,
+//!   measured in the same run.
+//! - `buffered_write_cached_first_touch_mib_s`: buffered writes of 1 MiB chunks into a new file
+//!   (delayed allocation), no fsync, the cache large enough to hold it all, the folio memory
+//!   fresh from the platform. Under QEMU TCG the first touch of guest memory that was never
+//!   used costs far more than the copy (the host faults the page in), so this figure measures
+//!   mostly QEMU: it is reported, but not compared.
+//! - `buffered_write_cached_mib_s`: the same into a second new file after the first one was
+//!   truncated (its cache dropped and its memory handed back to the platform, which hands it
+//!   out again): the engine's own cost per byte, as `memcpy_mib_s` measures memcpy's on memory
+//!   touched before. `buffered_write_cached_mib_s_vs_memcpy` is the ratio of the two (target
+//!   >= 0.5).
 //! - `buffered_write_fsync_mib_s`: the same into another file, plus one fsync, timed together.
 //! - `buffered_read_cold_mib_s`: reading that file back in 1 MiB reads after dropping its cache
 //!   (readahead); `buffered_read_warm_mib_s`: again, from the cache.
@@ -86,47 +94,12 @@ pub fn bench_sized(
         return Err(Errno::ENOSPC);
     }
     let queue: Arc<dyn BlockDevice> = Arc::new(Queue::new(dev));
-    let budget = cached.max(io) + 32 * MIB;
-    let cc = CacheConfig {
-        budget_bytes: budget,
-        background_dirty_bytes: budget,
-        hard_dirty_bytes: budget,
-        max_order: DEFAULT_MAX_ORDER,
-    };
-    let cache = PageCache::new(platform.clone(), cc)?;
-    let ctx = IomapContext::new(queue.clone(), cache, bs, IomapConfig::default())?;
-    let fs = MemFs::format(&ctx, MemFsConfig::new(bs))?;
+    let fs = bench_fs(platform, queue.clone(), cached.max(io) + 32 * MIB, bs)?;
     let now = || platform.now_ns();
-    let chunk: Vec<u8> = (0..MIB as usize).map(|i| (i * 7 + 3) as u8).collect();
+    let chunk = bench_chunk();
     let mut rows = Vec::new();
 
-    // memcpy ceiling.
-    let mut dst = vec![0u8; (64 * MIB).min(cached) as usize];
-    let t = now();
-    let mut off = 0usize;
-    for _ in 0..cached / MIB {
-        if off + chunk.len() > dst.len() {
-            off = 0;
-        }
-        dst[off..off + chunk.len()].copy_from_slice(&chunk);
-        black_box(&dst);
-        off += chunk.len();
-    }
-    let memcpy = mib_s(cached, now() - t);
-    drop(dst);
-    rows.push(("memcpy_mib_s", memcpy, "MiB/s"));
-
-    // Cached writes.
-    let f = fs.create()?;
-    let mut open = f.open();
-    let t = now();
-    for i in 0..cached / MIB {
-        f.write(&mut open, i * MIB, &chunk)?;
-    }
-    let cached_w = mib_s(cached, now() - t);
-    f.truncate(0)?;
-    rows.push(("buffered_write_cached_mib_s", cached_w, "MiB/s"));
-    rows.push(("buffered_write_cached_mib_s_vs_memcpy", cached_w / memcpy, "x"));
+    rows.extend(cached_write_rows(platform, &fs, cached, &chunk)?);
 
     // Writes + fsync, then cold and warm reads.
     let g = fs.create()?;
@@ -183,6 +156,92 @@ pub fn bench_sized(
     rows.push(("buffered_write_fsync_mib_s_vs_blk", fsync_w / raw_w, "x"));
     rows.push(("buffered_read_cold_mib_s_vs_blk", cold / raw_r, "x"));
     Ok(rows)
+}
+
+/// The memcpy ceiling and the two cached-write passes (see the module docs) over `bytes`.
+fn cached_write_rows(
+    platform: &Arc<dyn Platform>,
+    fs: &Arc<MemFs>,
+    bytes: u64,
+    chunk: &[u8],
+) -> Result<Vec<BenchRow>> {
+    let now = || platform.now_ns();
+    let mut rows = Vec::new();
+    let mut dst = vec![0u8; (64 * MIB).min(bytes) as usize];
+    let copy_pass = |dst: &mut [u8], bytes: u64| {
+        let mut off = 0usize;
+        for _ in 0..bytes / MIB {
+            if off + chunk.len() > dst.len() {
+                off = 0;
+            }
+            dst[off..off + chunk.len()].copy_from_slice(chunk);
+            black_box(&dst);
+            off += chunk.len();
+        }
+    };
+    let warm = dst.len() as u64;
+    copy_pass(&mut dst, warm);
+    let t = now();
+    copy_pass(&mut dst, bytes);
+    let memcpy = mib_s(bytes, now() - t);
+    drop(dst);
+    rows.push(("memcpy_mib_s", memcpy, "MiB/s"));
+
+    let pass = || -> Result<f64> {
+        let f = fs.create()?;
+        let mut open = f.open();
+        let t = now();
+        for i in 0..bytes / MIB {
+            f.write(&mut open, i * MIB, chunk)?;
+        }
+        let figure = mib_s(bytes, now() - t);
+        f.truncate(0)?;
+        Ok(figure)
+    };
+    let first = pass()?;
+    let second = pass()?;
+    rows.push(("buffered_write_cached_first_touch_mib_s", first, "MiB/s"));
+    rows.push(("buffered_write_cached_mib_s", second, "MiB/s"));
+    rows.push(("buffered_write_cached_mib_s_vs_memcpy", second / memcpy, "x"));
+    Ok(rows)
+}
+
+/// Only the cached-write figures (memcpy and both passes) over `bytes` (at least 1 MiB) of a
+/// private cache on a small [`RamDisk`](crate::block::RamDisk)-sized `dev` (nothing is
+/// written back): what the host reports next to the kernel's figures.
+pub fn cached_write_bench(
+    platform: &Arc<dyn Platform>,
+    dev: Arc<dyn BlockDevice>,
+    bytes: u64,
+    block_size: u64,
+) -> Result<Vec<BenchRow>> {
+    let bytes = (bytes / MIB).max(1) * MIB;
+    let fs = bench_fs(platform, Arc::new(Queue::new(dev)), bytes + 32 * MIB, block_size)?;
+    cached_write_rows(platform, &fs, bytes, &bench_chunk())
+}
+
+/// The test filesystem formatted over `queue`, with a private cache of `budget` bytes whose
+/// dirty thresholds are at the budget (nothing is written back unless asked).
+pub(crate) fn bench_fs(
+    platform: &Arc<dyn Platform>,
+    queue: Arc<dyn BlockDevice>,
+    budget: u64,
+    block_size: u64,
+) -> Result<Arc<MemFs>> {
+    let cc = CacheConfig {
+        budget_bytes: budget,
+        background_dirty_bytes: budget,
+        hard_dirty_bytes: budget,
+        max_order: DEFAULT_MAX_ORDER,
+    };
+    let cache = PageCache::new(platform.clone(), cc)?;
+    let ctx = IomapContext::new(queue, cache, block_size, IomapConfig::default())?;
+    MemFs::format(&ctx, MemFsConfig::new(block_size))
+}
+
+/// The 1 MiB buffer every write figure writes.
+fn bench_chunk() -> Vec<u8> {
+    (0..MIB as usize).map(|i| (i * 7 + 3) as u8).collect()
 }
 
 /// Sequential 1 MiB bios over `[base, base + bytes)`, `depth` in flight (writes end with a
@@ -246,6 +305,19 @@ mod tests {
     use crate::block::RamDisk;
     use crate::platform::StdPlatform;
 
+    const CACHED_ROWS: [&str; 4] = [
+        "memcpy_mib_s",
+        "buffered_write_cached_first_touch_mib_s",
+        "buffered_write_cached_mib_s",
+        "buffered_write_cached_mib_s_vs_memcpy",
+    ];
+
+    /// The row names, after checking every value is a positive number.
+    fn names(rows: &[BenchRow]) -> Vec<&'static str> {
+        assert!(rows.iter().all(|r| r.1.is_finite() && r.1 > 0.0), "{rows:?}");
+        rows.iter().map(|r| r.0).collect()
+    }
+
     #[test]
     fn bench_rows_are_produced_at_a_tiny_size() {
         let p = StdPlatform::arc();
@@ -253,13 +325,11 @@ mod tests {
         let sizes =
             BenchSizes { cached_write_bytes: 2 * MIB, io_bytes: 2 * MIB, sync_ops: 4, block_size: 4096 };
         let rows = bench_sized(&p, dev, sizes).unwrap();
-        let names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let names = names(&rows);
+        assert_eq!(names[..4], CACHED_ROWS);
         assert_eq!(
-            names,
+            names[4..],
             [
-                "memcpy_mib_s",
-                "buffered_write_cached_mib_s",
-                "buffered_write_cached_mib_s_vs_memcpy",
                 "buffered_write_fsync_mib_s",
                 "buffered_read_cold_mib_s",
                 "buffered_read_warm_mib_s",
@@ -271,6 +341,16 @@ mod tests {
                 "buffered_read_cold_mib_s_vs_blk",
             ]
         );
-        assert!(rows.iter().all(|r| r.1.is_finite() && r.1 > 0.0), "{rows:?}");
+    }
+
+    #[test]
+    fn cached_write_rows_alone() {
+        let p = StdPlatform::arc();
+        let dev = Arc::new(RamDisk::new(16 << 20, 512).unwrap());
+        let rows = cached_write_bench(&p, dev.clone(), 3 * MIB, 4096).unwrap();
+        assert_eq!(names(&rows), CACHED_ROWS);
+        assert_eq!(rows[3].1, rows[2].1 / rows[0].1, "the ratio is of the second pass");
+        let meta = MemFsConfig::new(4096).meta_blocks * 4096;
+        assert!(dev.stats().write_bytes <= meta, "only the metadata record is written: {:?}", dev.stats());
     }
 }

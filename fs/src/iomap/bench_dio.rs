@@ -36,13 +36,12 @@ use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
 
-use super::bench::{raw_seq_ns, BenchRow};
+use super::bench::{bench_fs, raw_seq_ns, BenchRow};
 use super::dio::{DioRead, DioWrite};
-use super::testfs::{MemFile, MemFs, MemFsConfig};
-use super::{IomapConfig, IomapContext, WriteFlags};
+use super::testfs::MemFile;
+use super::WriteFlags;
 use crate::block::prng::SplitMix64;
 use crate::block::{BioOp, BlockDevice, Queue};
-use crate::pagecache::{CacheConfig, PageCache, DEFAULT_MAX_ORDER};
 use crate::platform::Platform;
 use crate::{Errno, Result};
 
@@ -180,16 +179,7 @@ pub fn dio_bench_sized(
         return Err(Errno::ENOSPC);
     }
     let queue: Arc<dyn BlockDevice> = Arc::new(Queue::new(dev));
-    let budget = cached.max(cow) + 32 * MIB;
-    let cc = CacheConfig {
-        budget_bytes: budget,
-        background_dirty_bytes: budget,
-        hard_dirty_bytes: budget,
-        max_order: DEFAULT_MAX_ORDER,
-    };
-    let cache = PageCache::new(platform.clone(), cc)?;
-    let ctx = IomapContext::new(queue.clone(), cache, BS, IomapConfig::default())?;
-    let fs = MemFs::format(&ctx, MemFsConfig::new(BS))?;
+    let fs = bench_fs(platform, queue.clone(), cached.max(cow) + 32 * MIB, BS)?;
     let now = || platform.now_ns();
     let chunk: Vec<u8> = (0..MIB as usize).map(|i| (i * 13 + 5) as u8).collect();
     let srcs: Vec<Vec<u8>> = (0..DEPTH).map(|k| chunk.iter().map(|&b| b ^ k as u8).collect()).collect();

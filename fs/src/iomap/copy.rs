@@ -24,7 +24,9 @@ pub trait CopySource {
     fn prepare(&mut self, len: usize) -> usize;
 
     /// Copies the next bytes into `dst` without consuming them; returns how many were copied
-    /// (fewer than `dst.len()` on a fault).
+    /// (fewer than `dst.len()` on a fault). `dst` may be folio memory not yet written (see
+    /// [`LockedFolio::copy_in`](crate::pagecache::LockedFolio::copy_in)): only write to it,
+    /// never read it.
     fn copy_to(&mut self, dst: &mut [u8]) -> usize;
 
     /// Consumes `n` bytes.

@@ -9,14 +9,19 @@
 //! 1. throttle ([`Mapping::balance_dirty`](crate::pagecache::Mapping::balance_dirty); for a
 //!    synchronous write only after a chunk that was dirtied, its pending write-through bio
 //!    submitted first) and make the source bytes available (none: `EFAULT`);
-//! 2. `write_begin`: get the folio locked (order from the chunk length), ask the filesystem
+//! 2. `write_begin`: get the folio locked (order from the chunk length; a new folio is left
+//!    unzeroed in the blocks the chunk covers wholly, see
+//!    [`Mapping::find_or_create_for_overwrite`](crate::pagecache::Mapping::find_or_create_for_overwrite)),
+//!    ask the filesystem
 //!    whether the mapping is still valid (if not: STALE, the iterator maps again at this
 //!    position), then prepare the blocks the write only partly covers and that are not
 //!    uptodate: zero the parts outside the write when the block needs no read (source not
 //!    MAPPED, NEW, or at/after EOF), else read the block from the source map (synchronously, one
 //!    bio per disk-contiguous run: one device read for a small write into a mapped block);
 //!    INLINE reads the inline data instead;
-//! 3. copy from the source;
+//! 3. copy from the source with [`LockedFolio::copy_in`], which zeroes the unzeroed bytes a
+//!    short copy did not reach (so no byte of the platform's old memory is ever read, written
+//!    back or returned by a read);
 //! 4. `write_end`: a short copy into blocks that were not uptodate counts as 0 bytes and leaves
 //!    them not uptodate (a partly copied block never looks valid; the read-modify-write read
 //!    does not mark blocks either); otherwise the touched blocks become uptodate, the written
@@ -34,7 +39,7 @@
 //! | Linux | here | deviation |
 //! |---|---|---|
 //! | `iomap_write_iter`, `iomap_zero_iter` | `write_chunks` | one loop for both |
-//! | `iomap_write_begin`, `__iomap_write_begin`, `iomap_read_folio_range` | `write_begin`, `prepare_blocks` | RMW reads do not mark blocks uptodate before the copy |
+//! | `iomap_write_begin`, `__iomap_write_begin`, `iomap_read_folio_range` | `write_begin`, `prepare_blocks` | RMW reads do not mark blocks uptodate before the copy; new folios are zeroed outside the blocks the chunk overwrites (Linux zeroes nothing) |
 //! | `iomap_write_end`, `__iomap_write_end`, `iomap_write_end_inline` | `write_end` | the short-copy check is per range, not per folio |
 //! | `iomap_write_failed` | `write_failed` | |
 //! | `IOCB_DSYNC` + `generic_write_sync` | [`WriteFlags`] + write-through | see `writethrough` |
@@ -160,7 +165,10 @@ pub(crate) fn write_chunks(
         };
         let off = (p - folio.pos()) as usize;
         bytes = bytes.min((folio.end_pos() - p) as usize);
-        let copied = src.copy_to(&mut folio.data_mut()[off..off + bytes]);
+        let copied = match folio.copy_in(off, bytes, |dst| src.copy_to(dst)) {
+            Ok(n) => n,
+            Err(e) => return Step::failed(done, e),
+        };
         let written = match write_end(file, ops, it, &folio, p, bytes, copied, was_uptodate, &mut mode) {
             Ok(n) => n,
             Err(e) => return Step::failed(done, e),
@@ -196,7 +204,15 @@ fn write_begin(
     wt: Option<&mut WriteThrough>,
 ) -> Result<Option<(LockedFolio, bool)>> {
     let mapping = file.mapping();
-    let folio = mapping.find_or_create(pos >> PAGE_SHIFT, order_for(len))?;
+    let index = pos >> PAGE_SHIFT;
+    let folio = if it.iomap().kind == IomapType::Inline {
+        // The inline data goes into the folio below, around and under the copy.
+        mapping.find_or_create(index, order_for(len))?
+    } else {
+        // A new folio is not zeroed in the blocks this chunk overwrites wholly: the copy fills
+        // them (`copy_in` zeroes what a short copy leaves).
+        mapping.find_or_create_for_overwrite(index, order_for(len), pos..pos + len as u64)?
+    };
     if folio.is_writeback() {
         // It may sit in our own write-through ioend not yet submitted: submit before anyone
         // waits for it (stable pages).

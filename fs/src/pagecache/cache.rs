@@ -33,6 +33,7 @@
 //! | IRQ-driven completion | [`WritebackHooks::kick`] (poll devices) called from every wait | |
 
 use alloc::sync::{Arc, Weak};
+use core::ops::Range;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use spin::{Mutex, RwLock};
@@ -330,13 +331,16 @@ impl PageCache {
     }
 
     /// Allocates a locked folio of `order` for `mapping` at `index`, charging the budget and
-    /// reclaiming once if it is full. `None` when the memory cannot be had.
+    /// reclaiming once if it is full. Its memory is zeroed except the bytes `unfilled` (within
+    /// the folio), which its guard owes (see [`LockedFolio`]). `None` when the memory cannot be
+    /// had.
     pub(super) fn alloc_folio(
         &self,
         mapping: &Weak<Mapping>,
         index: u64,
         order: u32,
         block_shift: u32,
+        unfilled: Range<usize>,
     ) -> Option<LockedFolio> {
         let bytes = (PAGE_SIZE as u64) << order;
         if !self.core.try_charge(bytes) {
@@ -346,7 +350,13 @@ impl PageCache {
                 return None;
             }
         }
-        let Some(run) = self.core.platform.alloc_pages(order) else {
+        let unfilled = unfilled.start.min(bytes as usize)..unfilled.end.min(bytes as usize);
+        let run = if unfilled.is_empty() {
+            self.core.platform.alloc_pages_zeroed(order)
+        } else {
+            self.core.platform.alloc_pages(order)
+        };
+        let Some(run) = run else {
             Counters::sub(&self.core.counters.cached_bytes, bytes);
             return None;
         };
@@ -357,8 +367,20 @@ impl PageCache {
             Counters::sub(&self.core.counters.cached_bytes, bytes);
             return None;
         }
+        if !unfilled.is_empty() {
+            let base = run.virt().as_ptr();
+            // SAFETY: both ranges lie inside the fresh run, which is exclusively ours.
+            unsafe {
+                core::ptr::write_bytes(base, 0, unfilled.start);
+                core::ptr::write_bytes(base.add(unfilled.end), 0, run.len() - unfilled.end);
+            }
+        }
         Counters::add(&self.core.counters.folios, 1);
-        Some(Folio::new_locked(self.core.clone(), mapping.clone(), index, block_shift, run))
+        // SAFETY: the run is zeroed outside `unfilled` (by the platform or just above), and
+        // `unfilled` was clamped to the run.
+        Some(unsafe {
+            Folio::new_locked(self.core.clone(), mapping.clone(), index, block_shift, run, unfilled)
+        })
     }
 
     /// Puts a newly cached folio on the inactive list.

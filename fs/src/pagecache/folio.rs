@@ -1,7 +1,7 @@
 //! Folio: a power-of-two run of physically contiguous pages caching part of one file.
 //!
-//! Owns: the folio's memory (from the [`Platform`], zeroed at allocation, handed back when the
-//! last reference goes), its atomic flags, its per-block state and its LRU link.
+//! Owns: the folio's memory (from the [`Platform`], zeroed at allocation except the blocks an
+//! overwrite is about to fill, see [`LockedFolio`]; handed back when the last reference goes), its atomic flags, its per-block state and its LRU link.
 //!
 //! References: an `Arc<Folio>` *is* a folio reference; the strong count is the refcount. The
 //! mapping's XArray holds one while the folio is in the cache, the LRU list holds one while
@@ -32,6 +32,7 @@
 
 use alloc::sync::{Arc, Weak};
 use core::fmt;
+use core::ops::Range;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
 
@@ -93,18 +94,21 @@ unsafe impl Send for Folio {}
 unsafe impl Sync for Folio {}
 
 impl Folio {
-    /// A new folio, already locked, owning `run` (whose memory is zeroed here).
-    pub(super) fn new_locked(
+    /// A new folio, already locked, owning `run`, whose guard owes the bytes `unfilled`.
+    ///
+    /// # Safety
+    ///
+    /// Every byte of the run outside `unfilled` is initialised (zeroed), and `unfilled` lies
+    /// inside the run: the guard zeroes `unfilled` before any of it can be read.
+    pub(super) unsafe fn new_locked(
         core: Arc<CacheCore>,
         mapping: Weak<Mapping>,
         index: u64,
         block_shift: u32,
         run: PageRun,
+        unfilled: Range<usize>,
     ) -> LockedFolio {
         let order = run.order();
-        // SAFETY: the run is freshly allocated, exclusively ours and `run.len()` bytes long;
-        // zeroing it means no uninitialised byte is ever exposed through `data()`.
-        unsafe { core::ptr::write_bytes(run.virt().as_ptr(), 0, run.len()) };
         let blocks = (PAGE_SIZE << order) >> block_shift;
         let folio = Arc::new(Folio {
             index,
@@ -119,7 +123,7 @@ impl Folio {
             core,
         });
         // `run` is a plain descriptor: the folio now owns what it describes (freed in `Drop`).
-        LockedFolio::from_locked(folio)
+        LockedFolio::from_locked_unfilled(folio, unfilled)
     }
 
     /// First page index.
@@ -265,7 +269,8 @@ impl Folio {
     ///
     /// The caller takes on [`Segment::new`]'s contract: until the bio completes, it keeps a
     /// reference to the folio, keeps the folio locked (reads) or under writeback (writes),
-    /// and does not touch the range through [`LockedFolio`] byte access.
+    /// and does not touch the range through [`LockedFolio`] byte access. A write (the device
+    /// reads the memory) never covers bytes a guard still owes ([`LockedFolio::unfilled`]).
     pub unsafe fn io_segment(&self, offset: usize, len: usize) -> Result<Segment> {
         self.check_range(offset, len)?;
         if len == 0 || len > u32::MAX as usize {

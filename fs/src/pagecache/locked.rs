@@ -10,20 +10,35 @@
 //! folio for writeback never sees the CPU change it underneath, so a `&mut [u8]` never aliases
 //! an in-flight DMA read.
 //!
+//! Unfilled bytes: a folio created by
+//! [`Mapping::find_or_create_for_overwrite`](super::Mapping::find_or_create_for_overwrite) is
+//! not zeroed in the blocks the caller is about to overwrite; the guard records that range
+//! ([`LockedFolio::unfilled`]) and owes it. [`LockedFolio::copy_in`] pays the debt: it hands
+//! the caller the range to write and zeroes whatever of the unfilled bytes the copy did not
+//! reach. Every other way to see bytes ([`LockedFolio::data`], [`LockedFolio::data_mut`],
+//! [`LockedFolio::read_at`], [`LockedFolio::write_at`]) and the unlock (drop) zero the
+//! unfilled range first, so no byte the platform handed out unzeroed is ever read by the CPU,
+//! copied to a reader, or seen by another lock holder. [`LockedFolio::zero`] only writes, and
+//! leaves the debt alone. The remaining way to reach the memory is a device through the
+//! `unsafe` [`Folio::io_segment`](super::Folio::io_segment): its contract forbids write I/O
+//! (device reads of memory) over unfilled bytes; read I/O into them is harmless.
+//!
 //! Lock order: the folio lock ranks below the invalidate lock and above the mapping and LRU
 //! locks (see [`folio`](super::folio)); a guard may be held across waits.
 //!
 //! # Linux <-> here
 //!
-//! | Linux | here |
-//! |---|---|
-//! | `folio_lock` ... `folio_unlock` | [`Folio::lock`](super::Folio::lock) ... drop |
-//! | `kmap_local_folio`, `memcpy_to_folio`, `folio_zero_range` | [`LockedFolio::data`], [`LockedFolio::write_at`], [`LockedFolio::zero`] |
-//! | `folio_wait_stable` before modifying | implicit in [`LockedFolio::data_mut`] |
-//! | `folio_clear_uptodate`, `iomap_clear_range_dirty` | [`LockedFolio::clear_uptodate`], [`LockedFolio::clear_dirty_range`] |
+//! | Linux | here | deviation |
+//! |---|---|---|
+//! | `folio_lock` ... `folio_unlock` | [`Folio::lock`](super::Folio::lock) ... drop | |
+//! | `kmap_local_folio`, `memcpy_to_folio`, `folio_zero_range` | [`LockedFolio::data`], [`LockedFolio::write_at`], [`LockedFolio::zero`] | |
+//! | `copy_folio_from_iter_atomic` into a folio that is not uptodate | [`LockedFolio::copy_in`] | Linux never zeroes page-cache pages; here only the bytes a copy is about to cover are left unzeroed, and only until the copy |
+//! | `folio_wait_stable` before modifying | implicit in [`LockedFolio::data_mut`] | |
+//! | `folio_clear_uptodate`, `iomap_clear_range_dirty` | [`LockedFolio::clear_uptodate`], [`LockedFolio::clear_dirty_range`] | |
 
 use alloc::sync::Arc;
-use core::ops::Deref;
+use core::ops::{Deref, Range};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::folio::{Folio, FolioFlags};
 use crate::{Errno, Result};
@@ -31,13 +46,54 @@ use crate::{Errno, Result};
 /// A folio whose lock the holder owns. See the module documentation.
 pub struct LockedFolio {
     folio: Arc<Folio>,
+    /// The unfilled byte range (see the module docs), packed `start << 32 | end`; 0 for none.
+    /// An atomic only so that the guard stays `Sync`: it is touched by the lock holder alone.
+    unfilled: AtomicU64,
+}
+
+fn pack(r: &Range<usize>) -> u64 {
+    if r.start >= r.end {
+        0
+    } else {
+        ((r.start as u64) << 32) | r.end as u64
+    }
+}
+
+fn unpack(v: u64) -> Range<usize> {
+    (v >> 32) as usize..(v & u32::MAX as u64) as usize
 }
 
 impl LockedFolio {
     /// Wraps a folio whose `LOCKED` bit the caller has just set.
     pub(super) fn from_locked(folio: Arc<Folio>) -> Self {
         debug_assert!(folio.is_locked());
-        Self { folio }
+        Self { folio, unfilled: AtomicU64::new(0) }
+    }
+
+    /// Wraps a new folio whose `LOCKED` bit is set and whose bytes `unfilled` hold whatever
+    /// the platform left there (every other byte is initialised).
+    pub(super) fn from_locked_unfilled(folio: Arc<Folio>, unfilled: Range<usize>) -> Self {
+        debug_assert!(folio.is_locked() && unfilled.end <= folio.size());
+        Self { folio, unfilled: AtomicU64::new(pack(&unfilled)) }
+    }
+
+    /// The bytes this guard still owes (see the module docs); empty for all but a folio just
+    /// created for an overwrite.
+    pub fn unfilled(&self) -> Range<usize> {
+        unpack(self.unfilled.load(Ordering::Relaxed))
+    }
+
+    /// Zeroes the unfilled bytes, if any: from here on every byte of the folio is initialised.
+    fn settle(&self) {
+        let r = unpack(self.unfilled.swap(0, Ordering::Relaxed));
+        if r.start < r.end {
+            // SAFETY: `r` lies inside the folio's memory (checked at creation), which lives
+            // while we hold a reference; the lock excludes every other CPU accessor, no slice
+            // of the folio is alive (any slice would have settled first), and no device
+            // touches unfilled bytes (`io_segment`'s contract). A folio with unfilled bytes
+            // is new and has had no dirty bytes yet, so it is not under writeback.
+            unsafe { core::ptr::write_bytes(self.folio.virt().as_ptr().add(r.start), 0, r.end - r.start) };
+        }
     }
 
     /// The folio reference.
@@ -57,22 +113,60 @@ impl LockedFolio {
         }
     }
 
-    /// The folio's bytes.
+    /// The folio's bytes (the unfilled ones zeroed first).
     pub fn data(&self) -> &[u8] {
-        // SAFETY: the folio memory is `size()` bytes, initialised (zeroed at allocation) and
-        // alive while we hold a reference. Holding the lock excludes every other CPU accessor
-        // (all byte access goes through a guard), and devices only write to the folio while
-        // the lock holder lets them (`io_segment`'s contract).
+        self.settle();
+        // SAFETY: the folio memory is `size()` bytes, initialised (zeroed at allocation, or
+        // settled just above) and alive while we hold a reference. Holding the lock excludes
+        // every other CPU accessor (all byte access goes through a guard), and devices only
+        // write to the folio while the lock holder lets them (`io_segment`'s contract).
         unsafe { core::slice::from_raw_parts(self.folio.virt().as_ptr(), self.folio.size()) }
     }
 
-    /// The folio's bytes, mutably. Waits for writeback to end first (stable pages).
+    /// The folio's bytes, mutably (the unfilled ones zeroed first). Waits for writeback to end
+    /// first (stable pages).
     pub fn data_mut(&mut self) -> &mut [u8] {
         self.folio.wait_writeback();
+        self.settle();
         // SAFETY: as in `data`; `&mut self` makes this the only borrow through the guard, and
         // with writeback finished no device reads the memory (writeback starts only under the
         // lock, which we hold).
         unsafe { core::slice::from_raw_parts_mut(self.folio.virt().as_ptr(), self.folio.size()) }
+    }
+
+    /// Lets `fill` write `[offset, offset + len)` and return how many leading bytes of it it
+    /// wrote (a short copy returns fewer); returns that count (at most `len`). Afterwards no
+    /// byte is unfilled: the unfilled bytes outside `[offset, offset + written)` are zeroed.
+    /// The one way to write into unfilled bytes without zeroing them first (the buffered write
+    /// copy). Waits for writeback first. `EINVAL` outside the folio.
+    pub fn copy_in(
+        &mut self,
+        offset: usize,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]) -> usize,
+    ) -> Result<usize> {
+        let range = self.check(offset, len)?;
+        self.folio.wait_writeback();
+        let owed = unpack(self.unfilled.load(Ordering::Relaxed));
+        let base = self.folio.virt().as_ptr();
+        // SAFETY: `range` is inside the folio (checked); the lock and `&mut self` exclude every
+        // other accessor, writeback is over, and no other slice of the folio is alive. `fill`
+        // may only write the slice: its unfilled bytes are never read through it (`&mut [u8]`
+        // of bytes that are then written, which the closure's contract is).
+        let dst = unsafe { core::slice::from_raw_parts_mut(base.add(range.start), len) };
+        let written = fill(dst).min(len);
+        if owed.start < owed.end {
+            let done = range.start..range.start + written;
+            for (a, b) in [(owed.start, owed.end.min(done.start)), (owed.start.max(done.end), owed.end)] {
+                if a < b {
+                    // SAFETY: `[a, b)` is inside the unfilled range, inside the folio; the
+                    // slice handed to `fill` is dead.
+                    unsafe { core::ptr::write_bytes(base.add(a), 0, b - a) };
+                }
+            }
+            self.unfilled.store(0, Ordering::Relaxed);
+        }
+        Ok(written)
     }
 
     /// Copies `buf.len()` bytes at `offset` out of the folio.
@@ -89,10 +183,14 @@ impl LockedFolio {
         Ok(())
     }
 
-    /// Zeroes `[offset, offset + len)` (waits for writeback first).
+    /// Zeroes `[offset, offset + len)` (waits for writeback first). Only writes: unfilled bytes
+    /// elsewhere stay unfilled.
     pub fn zero(&mut self, offset: usize, len: usize) -> Result<()> {
         let range = self.check(offset, len)?;
-        self.data_mut()[range].fill(0);
+        self.folio.wait_writeback();
+        // SAFETY: inside the folio (checked); the lock and `&mut self` exclude other accessors
+        // and writeback is over. No slice is formed, only bytes written.
+        unsafe { core::ptr::write_bytes(self.folio.virt().as_ptr().add(range.start), 0, range.len()) };
         Ok(())
     }
 
@@ -122,6 +220,8 @@ impl Deref for LockedFolio {
 
 impl Drop for LockedFolio {
     fn drop(&mut self) {
+        // The next lock holder may read any byte.
+        self.settle();
         self.folio.unlock_raw();
     }
 }

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`xarray`] | the radix tree: multi-index entries, DIRTY/WRITEBACK/TOWRITE marks, ordered and marked walks |
 //! | [`folio`](Folio) | one folio: memory from the `Platform`, flags, refcount (`Arc`), per-block state, LRU link |
-//! | [`LockedFolio`] | the lock guard and the only byte access |
+//! | [`LockedFolio`] | the lock guard and the only byte access; the unzeroed bytes a new folio owes its writer |
 //! | [`Mapping`] | one file's folios, dirty/writeback accounting, sequence, errseq, DIO count, invalidate lock |
 //! | [`PageCache`] | the budget, LRU lists, dirty thresholds, hooks, statistics; [`PageCache::reclaim`] |
 //!
@@ -21,6 +21,10 @@
 //! cache.balance_dirty();                              // before dirtying more
 //! folio   = mapping.find_or_create(index, order)?;    // locked; check mapping.seq() here
 //! folio.write_at(off, bytes)?; folio.mark_uptodate_range(off, len)?;
+//! // or, for a writer about to overwrite [pos, end): a new folio is left unzeroed in the
+//! // blocks inside it, and the copy goes through copy_in (which zeroes what it missed)
+//! folio   = mapping.find_or_create_for_overwrite(index, order, pos..end)?;
+//! copied  = folio.copy_in(off, len, |dst| copy_from_user(dst))?;
 //! mapping.mark_dirty(&folio, off, len)?;              // unlock = drop(folio)
 //! // writeback
 //! mapping.tag_for_writeback(first, last);

@@ -217,6 +217,9 @@ impl Platform for Skewed {
     fn alloc_pages(&self, order: u32) -> Option<PageRun> {
         self.0.alloc_pages(order)
     }
+    fn alloc_pages_zeroed(&self, order: u32) -> Option<PageRun> {
+        self.0.alloc_pages_zeroed(order)
+    }
     unsafe fn free_pages(&self, run: PageRun) {
         // SAFETY: forwarded.
         unsafe { self.0.free_pages(run) }

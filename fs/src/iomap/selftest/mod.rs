@@ -22,6 +22,7 @@ mod fsync;
 mod inline;
 mod iter;
 mod model;
+mod poison;
 mod read;
 mod revalidate;
 mod truncate;
@@ -93,6 +94,8 @@ pub static SUITE: &[TestCase] = cases![
     revalidate::revalidate_write_rmw_reads_new_location,
     revalidate::revalidate_writeback_writes_new_location,
     model::model_random_ops_match_vec,
+    poison::poison_write_shapes_never_show_old_memory,
+    poison::poison_model_random_writes_never_show_old_memory,
     dio::dio_t1_sub_block_write_into_empty_file_zeroes_block,
     dio::dio_t2_coherent_with_dirty_cache,
     dio::dio_t3_misaligned_einval_hole_zeros_eof_zero,

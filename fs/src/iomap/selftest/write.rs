@@ -15,17 +15,17 @@ use crate::Errno;
 /// A source whose copies stop after `limit` bytes in total (a page that faults after being
 /// faulted in); `transient` lifts the limit after the first short copy, `decay` drops it to
 /// nothing more; `prepare_limit` bounds what `prepare` promises.
-struct FaultingSource {
+pub(super) struct FaultingSource {
     data: Vec<u8>,
     at: usize,
-    limit: usize,
-    transient: bool,
-    decay: bool,
-    prepare_limit: usize,
+    pub(super) limit: usize,
+    pub(super) transient: bool,
+    pub(super) decay: bool,
+    pub(super) prepare_limit: usize,
 }
 
 impl FaultingSource {
-    fn new(data: Vec<u8>, limit: usize) -> Self {
+    pub(super) fn new(data: Vec<u8>, limit: usize) -> Self {
         let n = data.len();
         Self { data, at: 0, limit, transient: false, decay: false, prepare_limit: n }
     }

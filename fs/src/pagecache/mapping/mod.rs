@@ -25,7 +25,8 @@
 //! | Linux | here | deviation |
 //! |---|---|---|
 //! | `struct address_space` (`i_pages`, `nrpages`, `wb_err`, `invalidate_lock`) | [`Mapping`] | |
-//! | `filemap_get_folio`, `__filemap_get_folio(FGP_LOCK\|FGP_CREAT)` | [`Mapping::get`], [`Mapping::get_locked`], [`Mapping::find_or_create`] | |
+//! | `filemap_get_folio`, `__filemap_get_folio(FGP_LOCK\|FGP_CREAT)` | [`Mapping::get`], [`Mapping::get_locked`], [`Mapping::find_or_create`] | new folios are zeroed |
+//! | `__filemap_get_folio(FGP_WRITEBEGIN)` in `iomap_get_folio` | [`Mapping::find_or_create_for_overwrite`] | only the blocks the write covers wholly stay unzeroed, until the copy |
 //! | `filemap_add_folio` | inside `find_or_create` | folios are born locked, as in Linux |
 //! | `filemap_get_folios`, `filemap_get_folios_tag` | [`Mapping::get_folios`], [`Mapping::get_folios_tag`] | batches of [`FOLIO_BATCH`] |
 //! | `mapping_set_error` + `errseq` | [`Mapping::set_error`], [`Mapping::check_and_advance`] | |
@@ -39,6 +40,7 @@ mod writeback;
 pub use truncate::TruncateEdges;
 
 use alloc::sync::{Arc, Weak};
+use core::ops::Range;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use spin::{Mutex, RwLock};
@@ -183,6 +185,25 @@ impl Mapping {
     /// memory is short; `ENOMEM` when not even a minimum-order folio can be had, `EFBIG` past
     /// [`MAX_INDEX`].
     pub fn find_or_create(&self, index: u64, order: u32) -> Result<LockedFolio> {
+        self.find_or_create_inner(index, order, 0..0)
+    }
+
+    /// As [`Mapping::find_or_create`], for a caller about to overwrite the file bytes
+    /// `overwrite`: a folio created here is not zeroed in the blocks lying wholly inside
+    /// `overwrite` (a whole-folio overwrite zeroes nothing). Its guard owes those bytes
+    /// ([`LockedFolio::unfilled`]): [`LockedFolio::copy_in`] fills them and zeroes what the copy
+    /// did not reach, and any other byte access or the unlock zeroes them first, so an
+    /// unzeroed byte is never read. A folio found in the cache comes back as is.
+    pub fn find_or_create_for_overwrite(
+        &self,
+        index: u64,
+        order: u32,
+        overwrite: Range<u64>,
+    ) -> Result<LockedFolio> {
+        self.find_or_create_inner(index, order, overwrite)
+    }
+
+    fn find_or_create_inner(&self, index: u64, order: u32, overwrite: Range<u64>) -> Result<LockedFolio> {
         if index > MAX_INDEX {
             return Err(Errno::EFBIG);
         }
@@ -199,7 +220,7 @@ impl Mapping {
                 }
                 continue;
             }
-            match self.create(start, order) {
+            match self.create(start, order, &overwrite) {
                 Ok(locked) => {
                     Counters::add(&self.counters().misses, 1);
                     return Ok(locked);
@@ -222,13 +243,13 @@ impl Mapping {
         if index > MAX_INDEX || MAX_INDEX - index < (1u64 << order) - 1 {
             return Err(Errno::EFBIG);
         }
-        self.insert_new(index, order)
+        self.insert_new(index, order, &(0..0))
     }
 
     /// Creates and inserts a folio covering `index`, trying `order` then smaller ones.
-    fn create(&self, index: u64, mut order: u32) -> Result<LockedFolio> {
+    fn create(&self, index: u64, mut order: u32, overwrite: &Range<u64>) -> Result<LockedFolio> {
         loop {
-            match self.insert_new(index & !((1u64 << order) - 1), order) {
+            match self.insert_new(index & !((1u64 << order) - 1), order, overwrite) {
                 Err(e @ (Errno::EEXIST | Errno::ENOMEM)) => {
                     if order == self.min_order {
                         if e == Errno::ENOMEM {
@@ -244,13 +265,18 @@ impl Mapping {
         }
     }
 
-    /// Allocates a folio of `order` at the aligned `start` and inserts it, locked.
-    fn insert_new(&self, start: u64, order: u32) -> Result<LockedFolio> {
+    /// Allocates a folio of `order` at the aligned `start` and inserts it, locked, unzeroed in
+    /// the blocks lying wholly inside the file bytes `overwrite`.
+    fn insert_new(&self, start: u64, order: u32, overwrite: &Range<u64>) -> Result<LockedFolio> {
         // A partly cached range fails before any memory is allocated and zeroed.
         if self.tree.lock().xa.occupied(start, order) {
             return Err(Errno::EEXIST);
         }
-        let locked = self.cache.alloc_folio(&self.me, start, order, self.block_shift).ok_or(Errno::ENOMEM)?;
+        let unfilled = self.whole_blocks_within(start, order, overwrite);
+        let locked = self
+            .cache
+            .alloc_folio(&self.me, start, order, self.block_shift, unfilled)
+            .ok_or(Errno::ENOMEM)?;
         let inserted = {
             let mut tree = self.tree.lock();
             let result = tree.xa.insert(start, order, locked.folio().clone());
@@ -267,6 +293,22 @@ impl Mapping {
             }
             // The rejected reference and the guard drop here, freeing the folio.
             Err((e, _rejected)) => Err(e),
+        }
+    }
+
+    /// The bytes of a folio of `order` at page `start` in the blocks lying wholly inside the
+    /// file range `range` (folio offsets; empty if none).
+    fn whole_blocks_within(&self, start: u64, order: u32, range: &Range<u64>) -> Range<usize> {
+        let fpos = start << PAGE_SHIFT;
+        let fend = fpos + ((1u64 << PAGE_SHIFT) << order);
+        let mask = (1u64 << self.block_shift) - 1;
+        let a = range.start.saturating_add(mask) & !mask;
+        let b = range.end & !mask;
+        let (a, b) = (a.max(fpos), b.min(fend));
+        if a < b {
+            (a - fpos) as usize..(b - fpos) as usize
+        } else {
+            0..0
         }
     }
 

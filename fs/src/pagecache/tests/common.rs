@@ -10,9 +10,10 @@ use std::vec::Vec;
 use crate::pagecache::{
     CacheConfig, FolioBatch, Mapping, Mark, PageCache, WritebackHooks, WritebackRequest, MAX_INDEX,
 };
-use crate::platform::{PageRun, Platform, StdPlatform};
+use crate::platform::{PageRun, Platform, StdPlatform, POISON};
 
 /// A host platform that tracks live folio memory and can refuse allocations above an order.
+/// Unzeroed allocations are filled with [`POISON`] (and counted), zeroed ones come zeroed.
 /// With `parking`, `park` really sleeps on a condition variable until `unpark` (a scheduler's
 /// behaviour), and counts sleeps that ended by timeout: a missing `unpark` shows up there.
 pub struct TestPlatform {
@@ -20,6 +21,9 @@ pub struct TestPlatform {
     pub live_bytes: AtomicU64,
     pub max_alloc_order: AtomicU32,
     pub fail_all: AtomicBool,
+    /// Runs handed out by `alloc_pages` (poisoned) and by `alloc_pages_zeroed`.
+    pub unzeroed_allocs: AtomicU64,
+    pub zeroed_allocs: AtomicU64,
     parking: bool,
     lock: Mutex<()>,
     cv: Condvar,
@@ -34,6 +38,8 @@ impl TestPlatform {
             live_bytes: AtomicU64::new(0),
             max_alloc_order: AtomicU32::new(u32::MAX),
             fail_all: AtomicBool::new(false),
+            unzeroed_allocs: AtomicU64::new(0),
+            zeroed_allocs: AtomicU64::new(0),
             parking,
             lock: Mutex::new(()),
             cv: Condvar::new(),
@@ -45,16 +51,31 @@ impl TestPlatform {
     pub fn live(&self) -> u64 {
         self.live_bytes.load(Ordering::SeqCst)
     }
+
+    fn alloc(&self, order: u32, zeroed: bool) -> Option<PageRun> {
+        if self.fail_all.load(Ordering::SeqCst) || order > self.max_alloc_order.load(Ordering::SeqCst) {
+            return None;
+        }
+        let run =
+            if zeroed { self.inner.alloc_pages_zeroed(order)? } else { self.inner.alloc_pages(order)? };
+        if !zeroed {
+            // SAFETY: a fresh run, exclusively ours, `run.len()` bytes.
+            unsafe { std::ptr::write_bytes(run.virt().as_ptr(), POISON, run.len()) };
+        }
+        let count = if zeroed { &self.zeroed_allocs } else { &self.unzeroed_allocs };
+        count.fetch_add(1, Ordering::SeqCst);
+        self.live_bytes.fetch_add(run.len() as u64, Ordering::SeqCst);
+        Some(run)
+    }
 }
 
 impl Platform for TestPlatform {
     fn alloc_pages(&self, order: u32) -> Option<PageRun> {
-        if self.fail_all.load(Ordering::SeqCst) || order > self.max_alloc_order.load(Ordering::SeqCst) {
-            return None;
-        }
-        let run = self.inner.alloc_pages(order)?;
-        self.live_bytes.fetch_add(run.len() as u64, Ordering::SeqCst);
-        Some(run)
+        self.alloc(order, false)
+    }
+
+    fn alloc_pages_zeroed(&self, order: u32) -> Option<PageRun> {
+        self.alloc(order, true)
     }
 
     unsafe fn free_pages(&self, run: PageRun) {

@@ -4,5 +4,6 @@
 mod common;
 mod lru_model;
 mod mapping;
+mod overwrite;
 mod scenarios;
 mod threads;

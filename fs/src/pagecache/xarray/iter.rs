@@ -157,6 +157,26 @@ pub(super) fn find_in<'a, T>(
     }
 }
 
+/// Whether an entry below `node` (at `base`) covers an index in `[start, last]`: only the
+/// slots of that range are read. `start` must not lie before `base`.
+pub(super) fn any_in<T>(node: &Node<T>, base: u64, start: u64, last: u64) -> bool {
+    let shift = node.shift();
+    let first = ((start - base) >> shift) as usize;
+    if first >= NODE_SLOTS {
+        return false;
+    }
+    let end = ((last - base) >> shift).min(NODE_SLOTS as u64 - 1) as usize;
+    (first..=end).any(|i| match node.slot(i) {
+        Slot::Empty => false,
+        // An entry, or a slot a multi-index entry covers.
+        Slot::Entry(_) | Slot::Sibling(_) => true,
+        Slot::Node(child) => {
+            let cb = base + ((i as u64) << shift);
+            any_in(child, cb, start.max(cb), last)
+        }
+    })
+}
+
 /// Entries in index order from a start index, optionally only those with a mark, and
 /// optionally only those starting at or before a last index.
 pub struct Iter<'a, T> {

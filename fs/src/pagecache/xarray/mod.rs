@@ -192,13 +192,11 @@ impl<T> XArray<T> {
     }
 
     /// True when any index in the aligned range `[index, index + 2^order)` is occupied.
+    /// Only the slots of the range are looked at (not the next entry after it, wherever that is).
     pub fn occupied(&self, index: u64, order: u32) -> bool {
         let Some(root) = self.root.as_deref() else { return false };
         let last = index.saturating_add((1u64 << order) - 1);
-        match iter::find_in(root, 0, index, None, false) {
-            Some(f) => f.index() <= last,
-            None => false,
-        }
+        iter::any_in(root, 0, index, last)
     }
 
     /// Adds levels above the root until it covers `index` and reaches `level`.

@@ -244,6 +244,10 @@ fn model_test_against_btreemap() {
                 }
                 next_id += 1;
                 let misaligned = index & ((1u64 << order) - 1) != 0;
+                if !misaligned {
+                    let overlaps = model_overlaps(&model, index, order);
+                    assert_eq!(xa.occupied(index, order), overlaps, "{}", ctx("occupied"));
+                }
                 let expect = if misaligned {
                     Err(Errno::EINVAL)
                 } else if model_overlaps(&model, index, order) {
