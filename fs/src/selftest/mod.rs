@@ -104,6 +104,7 @@ pub static CRASH: &[TestCase] = cases![
     crash::crash_namespace_after_sync,
     crash::crash_truncate_punch_unlink,
     crash::crash_atomic_writes_untorn,
+    crash::crash_direct_writes_never_stale,
 ];
 
 /// The tables a kernel runs (every one but [`CRASH`], which the host runs).
