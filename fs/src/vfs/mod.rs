@@ -68,6 +68,8 @@ pub mod seek;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dio;
 
 pub use crate::frond::{fsck, mkfs, DirEntry, FsckReport, MkfsOptions, MountError, Stat, StatFs};
 pub use falloc::FallocFlags;
