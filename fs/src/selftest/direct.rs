@@ -1,6 +1,5 @@
-//! O_DIRECT through the file API: the §5 scenarios and direct / buffered mixing. (Until the
-//! engine's direct I/O lands, direct I/O goes through the cache with write-back and
-//! invalidation on return; these tests state the visible semantics either way.)
+//! O_DIRECT through the file API: the §5 scenarios, direct / buffered mixing and RWF_ATOMIC
+//! rules (the visible semantics; what reaches the device is shown in `direct_path`).
 
 use alloc::vec;
 
