@@ -263,16 +263,7 @@ pub fn append_and_sync_flags(env: &TestEnv) -> TestResult {
 /// one FUA write and nothing else; fsync after new data writes the data, then one commit with
 /// PREFLUSH + FUA and no separate flush; fsync with nothing to do is one flush.
 pub fn fsync_and_odsync_device_io(env: &TestEnv) -> TestResult {
-    use crate::iomap::testfs::TraceDisk;
-    // The trace sits right under the filesystem (above the queue): it sees the filesystem's own
-    // bios and flags, before any FUA emulation.
-    let dev = env.device("scratch0")?;
-    let trace = TraceDisk::new(alloc::sync::Arc::new(crate::block::Queue::new(dev.clone())));
-    let mut rig = FsRig::on(env.platform.clone(), dev, 4096, super::rig::FS_BYTES)?;
-    rig.unmount()?;
-    let fs = crate::vfs::FrondFs::mount(trace.clone(), env.platform.clone(), rig.opts)
-        .map_err(|e| foliage_drivers::selftest::TestFailure(alloc::format!("mount: {e}")))?;
-    rig.fs = Some(fs);
+    let (rig, trace) = FsRig::traced(env, 4096)?;
     let f = rig.create("s")?;
     write_all(&f, 0, &[1u8; 8192])?;
     f.fsync()?;

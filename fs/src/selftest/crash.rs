@@ -14,9 +14,9 @@ use alloc::vec::Vec;
 
 use foliage_drivers::selftest::{TestEnv, TestFailure, TestResult};
 
-use super::rig::{pattern, read_all, write_all, FsRig};
+use super::rig::{pattern, read_all, write_all, write_direct, FsRig};
 use crate::block::sync::read_at;
-use crate::block::{BlockDevice, CrashRecorder, CrashState, RamDisk};
+use crate::block::{BlockDevice, CrashRecorder, CrashState, FaultDisk, FaultRule, OpMask, RamDisk};
 use crate::vfs::{FallocFlags, FrondFs, MountOptions, OpenFlags};
 
 /// Filesystem size of the crash tests.
@@ -45,15 +45,26 @@ fn record(
     bs: u64,
     work: impl FnOnce(&FsRig, &dyn Fn() -> usize, &mut Vec<Check>) -> TestResult,
 ) -> Result<Recorded, TestFailure> {
+    record_faulty(env, bs, |rig, _, flushes, checks| work(rig, flushes, checks))
+}
+
+/// [`record`] with a [`FaultDisk`] between the filesystem and the recorder (a failed request
+/// never reaches the recorded log).
+fn record_faulty(
+    env: &TestEnv,
+    bs: u64,
+    work: impl FnOnce(&FsRig, &FaultDisk, &dyn Fn() -> usize, &mut Vec<Check>) -> TestResult,
+) -> Result<Recorded, TestFailure> {
     let ram: Arc<dyn BlockDevice> = Arc::new(RamDisk::new(DISK, 512)?);
     let rig = FsRig::on(env.platform.clone(), ram.clone(), bs, DISK)?;
     rig.finish()?;
     let mut base = vec![0u8; DISK as usize];
     read_at(&*ram, &env.platform, 0, &mut base)?;
     let rec = Arc::new(CrashRecorder::new(ram));
+    let fault = Arc::new(FaultDisk::new(rec.clone()));
     let mut rig = FsRig {
         platform: env.platform.clone(),
-        dev: rec.clone(),
+        dev: fault.clone(),
         fs: None,
         bs,
         opts: MountOptions::new(4 << 20),
@@ -62,7 +73,7 @@ fn record(
     let mut checks = Vec::new();
     let rec2 = rec.clone();
     let flushes = move || rec2.log().flushes().len();
-    work(&rig, &flushes, &mut checks)?;
+    work(&rig, &fault, &flushes, &mut checks)?;
     // Leave the mount without unmounting (a crash): drop it.
     drop(rig);
     Ok(Recorded { base, rec, checks })
@@ -374,4 +385,99 @@ pub fn crash_atomic_writes_untorn(env: &TestEnv) -> TestResult {
         Ok(())
     })?;
     verify(env, "atomic_writes", &r)
+}
+
+/// Fills the free space with `byte` (a file written until `ENOSPC`, synced), then deletes it:
+/// every free data block holds stale bytes afterwards.
+fn leave_stale_blocks(rig: &FsRig, byte: u8) -> TestResult {
+    let fs = rig.fs().clone();
+    let s = rig.create("stale")?;
+    let chunk = vec![byte; 65536];
+    let mut pos = 0;
+    loop {
+        match s.write(pos, &chunk) {
+            Ok(n) if n > 0 => pos += n as u64,
+            Ok(_) | Err(crate::Errno::ENOSPC) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    s.fsync()?;
+    drop(s);
+    fs.unlink(fs.root(), b"stale")?;
+    fs.sync()?;
+    Ok(())
+}
+
+/// Direct writes never expose stale blocks: the free space first holds a deleted file's bytes,
+/// then direct writes into holes (inside and past EOF, sub-block ones too), one that fails with
+/// EIO (its blocks, allocated and committed by the fsync after it, must stay unwritten) and a
+/// direct COW write into a clone; in every crash state each byte of `/d` is zero or the byte
+/// written there, `/c` is the clone or the clone with its whole write, and after the final
+/// fsync all files are exactly as written.
+pub fn crash_direct_writes_never_stale(env: &TestEnv) -> TestResult {
+    const STALE: u8 = 0x5E;
+    let r = record_faulty(env, 4096, |rig, fault, flushes, checks| {
+        leave_stale_blocks(rig, STALE)?;
+        let base = pattern(9, 32768).iter().map(|&b| b | 0x80).collect::<Vec<u8>>();
+        let src = rig.create("src")?;
+        write_all(&src, 0, &base)?;
+        let c = rig.create("c")?;
+        c.clone_range(&src, 0, 0, 0)?;
+        drop((src, c));
+        let f = rig.open("d", OpenFlags::RDWR | OpenFlags::CREAT | OpenFlags::DIRECT)?;
+        f.truncate(65536)?;
+        rig.fs().sync()?;
+        let p0 = flushes();
+        // Writes: (pos, len, byte); none is 0 or STALE.
+        let writes: [(u64, usize, u8); 4] =
+            [(0, 16384, 0xA1), (20480 + 1024, 512, 0xB2), (65536, 8192, 0xC3), (90112 + 512, 1024, 0xD4)];
+        let mut want = vec![0u8; 65536];
+        for (pos, len, byte) in writes {
+            write_direct(&f, pos, &vec![byte; len])?;
+            want.resize(want.len().max(pos as usize + len), 0);
+            want[pos as usize..pos as usize + len].fill(byte);
+        }
+        let rule = fault.add_rule(FaultRule::fail(OpMask::WRITE).once())?;
+        let failed = write_direct(&f, 32768, &[0xF6; 16384]);
+        fault.remove_rule(rule);
+        if failed.is_ok() {
+            return Err(TestFailure("the faulted direct write succeeded".into()));
+        }
+        let cd = rig.open("c", OpenFlags::RDWR | OpenFlags::DIRECT)?;
+        write_direct(&cd, 4096 + 512, &[0xE5; 1024])?;
+        let mut cloned = base.clone();
+        cloned[4608..5632].fill(0xE5);
+        let (w, b2, c2) = (want.clone(), base.clone(), cloned.clone());
+        checks.push((
+            p0,
+            Arc::new(move |fs| {
+                let got = contents(fs, "d")?;
+                if let Some(i) = (0..got.len()).find(|&i| got[i] != 0 && w.get(i) != Some(&got[i])) {
+                    return Err(format!(
+                        "d byte {i} is {:#x} (stale or foreign), size {}",
+                        got[i],
+                        got.len()
+                    ));
+                }
+                let c = contents(fs, "c")?;
+                if c != b2 && c != c2 {
+                    return Err(format!("c torn: {}", super::rig::first_diff(&c, &c2)));
+                }
+                Ok(())
+            }),
+        ));
+        f.fsync()?;
+        cd.fsync()?;
+        let p1 = flushes();
+        checks.push((
+            p1,
+            Arc::new(move |fs| {
+                expect_file(fs, "d", &want)?;
+                expect_file(fs, "c", &cloned)?;
+                expect_file(fs, "src", &base)
+            }),
+        ));
+        Ok(())
+    })?;
+    verify(env, "direct_writes", &r)
 }

@@ -8,7 +8,7 @@ use foliage_drivers::selftest::{TestEnv, TestFailure, TestResult};
 use foliage_drivers::{ensure, ensure_eq};
 
 use super::rig::{pattern, read_all, write_all, FsRig};
-use crate::block::{BlockDevice, FaultDisk, FaultRule, OpMask, RamDisk};
+use crate::block::{BlockDevice, FaultRule, OpMask, RamDisk};
 use crate::frond::S_IFIFO;
 use crate::vfs::{FallocFlags, FrondFs, MountOptions, OpenFlags, Whence};
 use crate::Errno;
@@ -138,18 +138,10 @@ pub fn full_disk_enospc_is_clean(env: &TestEnv) -> TestResult {
     rig.finish()
 }
 
-/// A rig whose device fails on demand.
-fn fault_rig(env: &TestEnv) -> Result<(FsRig, Arc<FaultDisk>), TestFailure> {
-    let dev = env.device("scratch0")?;
-    let fault = Arc::new(FaultDisk::new(dev));
-    let rig = FsRig::on(env.platform.clone(), fault.clone(), 4096, 16 << 20)?;
-    Ok((rig, fault))
-}
-
 /// §11 T2 on frond: a writeback EIO is reported by fsync once per open file, later fsyncs
 /// succeed; data fsync'd before the error is intact after remount.
 pub fn write_eio_reported_once_per_opener(env: &TestEnv) -> TestResult {
-    let (mut rig, fault) = fault_rig(env)?;
+    let (mut rig, fault) = FsRig::faulty(env)?;
     let f1 = rig.create("f")?;
     let old = pattern(3, 8192);
     write_all(&f1, 0, &old)?;
@@ -176,7 +168,7 @@ pub fn write_eio_reported_once_per_opener(env: &TestEnv) -> TestResult {
 /// EIO on reads is returned by read; EIO on flush is returned by fsync; nothing fsync'd is
 /// lost.
 pub fn read_and_flush_eio_returned(env: &TestEnv) -> TestResult {
-    let (mut rig, fault) = fault_rig(env)?;
+    let (mut rig, fault) = FsRig::faulty(env)?;
     let f = rig.create("f")?;
     let data = pattern(4, 20000);
     write_all(&f, 0, &data)?;

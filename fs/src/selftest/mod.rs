@@ -5,7 +5,7 @@
 //! | table | what |
 //! |---|---|
 //! | [`BUFFERED`] | buffered scenarios of the behaviour reference (§2, §3, §4, §7, §8, §11) through frond, multi-file workloads, a seeded model test, remount and verify |
-//! | [`DIRECT`] | O_DIRECT scenarios (§5) and direct / buffered mixing |
+//! | [`DIRECT`] | O_DIRECT scenarios (§5), direct / buffered mixing, and the direct path at the device (exact bios, no folios, zeroing, unwritten until completion, COW of a clone, size at completion, I/O errors, inline / delalloc continuation) |
 //! | [`COW`] | clone, COW writes to either side, clone of a clone, dedupe, unshare, clone then truncate / punch, copy range, COW on a full disk; fsck after each |
 //! | [`ERRORS`] | bad input: invalid arguments, a full disk, device errors, corrupt images |
 //! | [`CRASH`] | every crash state of several workloads (CrashRecorder over a private RamDisk; run on the host) |
@@ -21,6 +21,7 @@ pub mod buffered;
 pub mod cow;
 pub mod crash;
 pub mod direct;
+pub mod direct_path;
 pub mod errors;
 pub mod rig;
 pub mod workload;
@@ -87,6 +88,13 @@ pub static DIRECT: &[TestCase] = cases![
     direct::direct_buffered_mixing_1k_blocks,
     direct::atomic_write_rules,
     direct::atomic_write_multi_block,
+    direct_path::direct_io_exact_device_io,
+    direct_path::direct_sub_block_zeroing,
+    direct_path::direct_hole_unwritten_until_completion,
+    direct_path::direct_extending_writes_size_at_completion,
+    direct_path::direct_cow_write_keeps_clone,
+    direct_path::direct_over_inline_and_delalloc,
+    direct_path::direct_buffered_coherence,
 ];
 
 /// Crash states of several workloads (host).
@@ -98,6 +106,7 @@ pub static CRASH: &[TestCase] = cases![
     crash::crash_truncate_punch_unlink,
     crash::crash_atomic_writes_untorn,
     crash::crash_atomic_multi_block_untorn,
+    crash::crash_direct_writes_never_stale,
 ];
 
 /// The tables a kernel runs (every one but [`CRASH`], which the host runs).

@@ -9,8 +9,9 @@ use alloc::vec::Vec;
 
 use foliage_drivers::selftest::{TestEnv, TestFailure, TestResult};
 
-use crate::block::{BlockDevice, Queue};
+use crate::block::{BlockDevice, FaultDisk, Queue};
 use crate::frond::{fsck, mkfs, MkfsOptions};
+use crate::iomap::testfs::TraceDisk;
 use crate::platform::Platform;
 use crate::vfs::{File, FrondFs, MountOptions, OpenFlags};
 
@@ -73,6 +74,25 @@ impl FsRig {
         self.fs.as_ref().expect("rig is mounted between calls")
     }
 
+    /// A rig on `scratch0` (`bs`-byte blocks) mounted over a [`TraceDisk`] right above the
+    /// queue: the trace sees the filesystem's own bios and flags, before any splitting, merging
+    /// or FUA emulation.
+    pub fn traced(env: &TestEnv, bs: u64) -> Result<(Self, Arc<TraceDisk>), TestFailure> {
+        let dev = env.device("scratch0")?;
+        let trace = TraceDisk::new(Arc::new(Queue::new(dev.clone())));
+        let mut rig = Self::on(env.platform.clone(), dev, bs, FS_BYTES)?;
+        rig.unmount()?;
+        rig.fs = Some(FrondFs::mount(trace.clone(), rig.platform.clone(), rig.opts).map_err(mount_err)?);
+        Ok((rig, trace))
+    }
+
+    /// A 16 MiB rig on `scratch0` (4 KiB blocks) over a [`FaultDisk`] that fails on demand.
+    pub fn faulty(env: &TestEnv) -> Result<(Self, Arc<FaultDisk>), TestFailure> {
+        let fault = Arc::new(FaultDisk::new(env.device("scratch0")?));
+        let rig = Self::on(env.platform.clone(), fault.clone(), 4096, 16 << 20)?;
+        Ok((rig, fault))
+    }
+
     /// Unmounts (every `File` must be dropped first).
     pub fn unmount(&mut self) -> TestResult {
         if let Some(fs) = self.fs.take() {
@@ -85,6 +105,17 @@ impl FsRig {
     pub fn remount(&mut self) -> TestResult {
         self.unmount()?;
         self.mount()
+    }
+
+    /// Remounts and checks that `/name` reads back as `want` from the device.
+    pub fn remount_and_expect(&mut self, name: &str, want: &[u8]) -> TestResult {
+        self.remount()?;
+        let f = self.open(name, OpenFlags::RDONLY)?;
+        let got = read_all(&f)?;
+        if got != want {
+            return Err(TestFailure(format!("/{name} after remount: {}", first_diff(&got, want))));
+        }
+        Ok(())
     }
 
     /// fsck of the mounted filesystem (after writing everything back) must be clean.
@@ -186,4 +217,59 @@ pub fn block_of(f: &File, pos: u64) -> Result<crate::frond::Mapping, TestFailure
 pub fn same_block(a: &File, pos_a: u64, b: &File, pos_b: u64) -> Result<bool, TestFailure> {
     let (x, y) = (block_of(a, pos_a)?, block_of(b, pos_b)?);
     Ok(x.kind == crate::frond::MapKind::Mapped && y.kind == x.kind && x.disk_block == y.disk_block)
+}
+
+/// A buffer for `O_DIRECT` calls: its bytes start at a 4 KiB boundary (any device's DMA
+/// alignment), whatever the allocator gives.
+pub struct DioBuf {
+    raw: Vec<u8>,
+    off: usize,
+    len: usize,
+}
+
+impl DioBuf {
+    /// `len` zero bytes.
+    pub fn zeroed(len: usize) -> Self {
+        const ALIGN: usize = 4096;
+        let raw = vec![0u8; len + ALIGN];
+        let off = raw.as_ptr().align_offset(ALIGN);
+        Self { raw, off, len }
+    }
+
+    /// A copy of `data`.
+    pub fn of(data: &[u8]) -> Self {
+        let mut b = Self::zeroed(data.len());
+        b.as_mut_slice().copy_from_slice(data);
+        b
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.raw[self.off..self.off + self.len]
+    }
+
+    /// The bytes, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        &mut self.raw[self.off..self.off + self.len]
+    }
+}
+
+/// Reads `len` bytes at `pos` of an `O_DIRECT` file into an aligned buffer (all must be there).
+pub fn read_direct(f: &File, pos: u64, len: usize) -> Result<Vec<u8>, TestFailure> {
+    let mut buf = DioBuf::zeroed(len);
+    let n = f.read(pos, buf.as_mut_slice())?;
+    if n != len {
+        return Err(TestFailure(format!("short direct read: {n} of {len} bytes at {pos}")));
+    }
+    Ok(buf.as_slice().to_vec())
+}
+
+/// Writes all of `data` at `pos` of an `O_DIRECT` file from an aligned buffer.
+pub fn write_direct(f: &File, pos: u64, data: &[u8]) -> TestResult {
+    let buf = DioBuf::of(data);
+    let n = f.write(pos, buf.as_slice())?;
+    if n != data.len() {
+        return Err(TestFailure(format!("short direct write: {n} of {} bytes at {pos}", data.len())));
+    }
+    Ok(())
 }

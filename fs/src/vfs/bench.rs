@@ -1,7 +1,8 @@
 //! Filesystem benchmarks through the file API on a given device: `(name, value, unit)` rows for
 //! `cargo xtask bench` (the kernel calls [`bench()`] over virtio-blk) and the host.
 //!
-//! The device is formatted with frond (4 KiB blocks) and mounted behind a fresh
+//! The device (but its last [`RAW_BYTES`]) is formatted with frond (4 KiB blocks) and mounted
+//! behind a fresh
 //! [`Queue`] with a page cache of [`FsBenchSizes::cache_bytes`].
 //!
 //! - `fs_create_files_per_s`: create + write 100 bytes (inline) + close, for
@@ -17,10 +18,18 @@
 //!   `fs_buffered_read_warm_mib_s`: again from the cache.
 //! - `fs_fsync_4k_us`: mean of (4 KiB overwrite + fdatasync); `fs_osync_write_4k_us`: mean of
 //!   4 KiB O_DSYNC overwrites.
+//! - `fs_direct_write_seq_mib_s` (on a freshly formatted filesystem): a new file written front to back with 1 MiB `O_DIRECT` writes
+//!   (one per call: the file API is synchronous, so one request in flight; allocation of
+//!   unwritten blocks, conversion and the size at completion included);
+//!   `fs_direct_read_seq_mib_s`: read back with 1 MiB `O_DIRECT` reads. Both in rounds of
+//!   [`RAW_BYTES`] alternating (order swapped every round) with raw rounds on the same queue:
+//!   1 MiB bios one at a time over the [`RAW_BYTES`] left unformatted at the end of the device,
+//!   `fs_raw_seq_write_qd1_mib_s` / `fs_raw_seq_read_qd1_mib_s`, and the ratios
+//!   `fs_direct_write_seq_mib_s_vs_blk` / `fs_direct_read_seq_mib_s_vs_blk` against them.
 //!
 //! Not part of the test run. Locking: none of its own.
 //! Linux <-> here: `fs_mark`-style creates, `xfs_io -c reflink` timing, `fio --bs=1m` / `--bs=4k
-//! --fdatasync=1`.
+//! --fdatasync=1`, `fio --direct=1 --bs=1m --iodepth=1`.
 
 use alloc::format;
 use alloc::sync::Arc;
@@ -28,9 +37,10 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::{FrondFs, MountOptions, OpenFlags};
-use crate::block::{BlockDevice, Queue};
+use crate::block::{BioOp, BlockDevice, Queue};
 use crate::frond::{mkfs, MkfsOptions};
-use crate::platform::Platform;
+use crate::iomap::bench::raw_seq_ns;
+use crate::platform::{DmaBuffer, Platform};
 use crate::{Errno, Result};
 
 /// One benchmark result: name, value, unit.
@@ -40,6 +50,10 @@ const MIB: u64 = 1 << 20;
 
 /// Clones per clone figure (the median is reported).
 const CLONES: usize = 5;
+
+/// The end of the device left unformatted for the raw rounds of the direct figures (also the
+/// size of one round).
+pub const RAW_BYTES: u64 = 32 * MIB;
 
 /// How much each benchmark moves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,12 +127,17 @@ pub fn bench_sized(
     dev: Arc<dyn BlockDevice>,
     sizes: FsBenchSizes,
 ) -> Result<Vec<BenchRow>> {
-    let need = sizes.clone_small_bytes * 5 + sizes.io_bytes * 2 + 64 * MIB;
-    if dev.info().capacity_bytes() < need {
+    let need = sizes.clone_small_bytes * 5 + sizes.io_bytes * 2 + 64 * MIB + RAW_BYTES;
+    let capacity = dev.info().capacity_bytes();
+    if capacity < need {
         return Err(Errno::EINVAL);
     }
     let dev: Arc<dyn BlockDevice> = Arc::new(Queue::new(dev));
-    mkfs(dev.clone(), platform.clone(), &MkfsOptions::default())?;
+    let fs_bytes = capacity - RAW_BYTES;
+    let format = || {
+        mkfs(dev.clone(), platform.clone(), &MkfsOptions { size: Some(fs_bytes), ..MkfsOptions::default() })
+    };
+    format()?;
     let opts = MountOptions::new(sizes.cache_bytes);
     let mount = || FrondFs::mount(dev.clone(), platform.clone(), opts).map_err(Errno::from);
     let now = || platform.now_ns();
@@ -216,7 +235,69 @@ pub fn bench_sized(
     rows.push(("fs_osync_write_4k_us", (now() - t) as f64 / ops as f64 / 1e3, "us"));
     drop((f, d));
     fs.unmount()?;
+
+    // A fresh filesystem for the direct figures (the earlier files would not leave room).
+    format()?;
+    let fs = mount()?;
+    rows.extend(direct_rows(platform, &fs, &*dev, fs_bytes, sizes.io_bytes)?);
+    fs.unmount()?;
     Ok(rows)
+}
+
+/// The `O_DIRECT` figures (see the module docs): `io` bytes (whole rounds) written to a new file
+/// and read back in 1 MiB calls, rounds alternating with raw rounds at `raw_base`.
+fn direct_rows(
+    platform: &Arc<dyn Platform>,
+    fs: &Arc<FrondFs>,
+    dev: &dyn BlockDevice,
+    raw_base: u64,
+    io: u64,
+) -> Result<Vec<BenchRow>> {
+    let round = RAW_BYTES.min(io.max(MIB)) / MIB * MIB;
+    let rounds = (io / round).max(1);
+    let f =
+        fs.open_at(fs.root(), b"direct", OpenFlags::RDWR | OpenFlags::CREAT | OpenFlags::DIRECT, 0o644)?;
+    let mut buf = DmaBuffer::new(platform, MIB as usize)?;
+    buf.as_mut_slice().iter_mut().enumerate().for_each(|(i, b)| *b = (i * 7 + 3) as u8);
+    let want = buf.as_slice().to_vec();
+    let mut figures = [(0u64, 0u64); 2];
+    for (k, op) in [BioOp::Write, BioOp::Read].into_iter().enumerate() {
+        let (mut t_direct, mut t_raw) = (0u64, 0u64);
+        for r in 0..rounds {
+            for turn in 0..2 {
+                if (turn + r) % 2 == 1 {
+                    t_raw += raw_seq_ns(platform, dev, op, raw_base, round, 1, false)?;
+                    continue;
+                }
+                let t = platform.now_ns();
+                for i in 0..round / MIB {
+                    let pos = r * round + i * MIB;
+                    let n = match op {
+                        BioOp::Write => f.write(pos, buf.as_slice())?,
+                        _ => f.read(pos, buf.as_mut_slice())?,
+                    };
+                    if n != MIB as usize {
+                        return Err(Errno::EIO);
+                    }
+                }
+                t_direct += platform.now_ns() - t;
+                if op == BioOp::Read && buf.as_slice() != &want[..] {
+                    return Err(Errno::EIO);
+                }
+            }
+        }
+        figures[k] = (t_direct, t_raw);
+    }
+    let bytes = rounds * round;
+    let [(w, rw), (r, rr)] = figures.map(|(d, raw)| (mib_s(bytes, d), mib_s(bytes, raw)));
+    Ok(vec![
+        ("fs_direct_write_seq_mib_s", w, "MiB/s"),
+        ("fs_direct_read_seq_mib_s", r, "MiB/s"),
+        ("fs_raw_seq_write_qd1_mib_s", rw, "MiB/s"),
+        ("fs_raw_seq_read_qd1_mib_s", rr, "MiB/s"),
+        ("fs_direct_write_seq_mib_s_vs_blk", w / rw.max(f64::MIN_POSITIVE), "x"),
+        ("fs_direct_read_seq_mib_s_vs_blk", r / rr.max(f64::MIN_POSITIVE), "x"),
+    ])
 }
 
 #[cfg(test)]
@@ -249,7 +330,13 @@ mod tests {
                 "fs_buffered_read_cold_mib_s",
                 "fs_buffered_read_warm_mib_s",
                 "fs_fsync_4k_us",
-                "fs_osync_write_4k_us"
+                "fs_osync_write_4k_us",
+                "fs_direct_write_seq_mib_s",
+                "fs_direct_read_seq_mib_s",
+                "fs_raw_seq_write_qd1_mib_s",
+                "fs_raw_seq_read_qd1_mib_s",
+                "fs_direct_write_seq_mib_s_vs_blk",
+                "fs_direct_read_seq_mib_s_vs_blk"
             ]
         );
         assert!(rows.iter().all(|r| r.1.is_finite() && r.1 > 0.0), "{rows:?}");

@@ -6,25 +6,32 @@
 //! - write: `EBADF` without write access; `O_APPEND` writes at the in-core size (taken under the
 //!   exclusive rw lock); `EFBIG` at or past the largest file size (a write crossing it is cut
 //!   short); `O_SYNC` / `O_DSYNC` use the engine's write-through.
-//! - `O_DIRECT`: position and length must be multiples of the device's logical block size
-//!   (`EINVAL`). Until the engine's direct I/O (issue 6) lands, a direct write goes through the
-//!   cache and is written back, waited for and invalidated before it returns (errors reported
-//!   to the writer), and a direct read first writes back dirty cache over its range: the
-//!   visible semantics (durable-at-device on return, coherent with buffered I/O) without the
-//!   zero-copy.
+//! - `O_DIRECT`: position and length must be multiples of the device's logical block size, the
+//!   buffer's address a multiple of its DMA alignment (`EINVAL`). Reads and writes go through
+//!   the engine's direct I/O ([`iomap::direct_read`] / [`iomap::direct_write`]): bios between
+//!   the caller's buffer and the device, no cache folios; the cache over the range is written
+//!   back first (and for writes dropped before and after), so direct and buffered I/O stay
+//!   coherent. frond's side of the mapping (allocation of unwritten blocks, COW staging,
+//!   completion) is `dio_map`. Inline data continues as buffered I/O (written back before the
+//!   call returns). Locking as XFS: direct reads, and direct writes that are filesystem-block
+//!   aligned and end inside the file, hold the rw lock shared (several run in parallel);
+//!   sub-block, extending and `O_APPEND` direct writes hold it exclusively.
+//! - `RWF_ATOMIC` ([`File::write_atomic`]): a direct write of one block's part, one bio.
 //! - fsync / fdatasync: the engine's integrity writeback, the errseq check (a writeback error is
 //!   reported once per open file), frond's commit (PREFLUSH + FUA) or a flush.
 //! - close: [`File`]'s drop (or [`File::close`], which reports errors): the last close of an
 //!   unlinked inode frees it.
 //!
-//! Lock order: the inode's rw lock, then the per-open state lock, then the engine.
+//! Lock order: the inode's rw lock, then the per-open state lock (never held across I/O), then
+//! the engine.
 //!
 //! # Linux <-> here
 //!
 //! | Linux | here | deviation |
 //! |---|---|---|
 //! | `pread64` / `pwrite64` (`xfs_file_read_iter` / `xfs_file_buffered_write`) | [`File::read`] / [`File::write`] | positional only |
-//! | `xfs_file_dio_read/write` | `O_DIRECT` above | through the cache until issue 6 |
+//! | `xfs_file_dio_read`, `xfs_file_dio_write_aligned` / `_unaligned` | `O_DIRECT` above | the shared lock is kept for non-extending block-aligned writes only (no demotion after an exclusive extending write) |
+//! | `xfs_file_write_iter` with `IOCB_ATOMIC` | [`File::write_atomic`] | one block at most |
 //! | `xfs_file_fsync` | [`File::fsync`], [`File::fdatasync`] | |
 //! | `ftruncate` / `xfs_setattr_size` | [`File::truncate`] | |
 //! | `fput` / `iput` | [`File::close`], drop | |
@@ -38,7 +45,8 @@ use super::flags::OpenFlags;
 use super::fs::FrondFs;
 use super::inode::Inode;
 use crate::frond::Stat;
-use crate::iomap::{self, write_and_wait, OpenFile, SliceSource, WriteFlags};
+use crate::iomap::{self, OpenFile, SliceSource, WriteFlags};
+use crate::platform::DmaBuffer;
 use crate::{Errno, Result};
 
 /// An open file. See the module docs.
@@ -113,25 +121,27 @@ impl File {
     /// Reads up to `buf.len()` bytes at `pos`; returns the bytes read (0 at or past EOF).
     pub fn read(&self, pos: u64, buf: &mut [u8]) -> Result<usize> {
         self.check_read()?;
-        if self.flags.contains(OpenFlags::DIRECT) {
+        let direct = self.flags.contains(OpenFlags::DIRECT);
+        if direct {
             self.check_direct(pos, buf.len() as u64)?;
         }
         let _shared = self.inode.rw.read();
-        self.read_locked(pos, buf, self.flags.contains(OpenFlags::DIRECT))
+        self.read_locked(pos, buf, direct)
     }
 
     /// [`File::read`] with the rw lock held by the caller; `direct` as `O_DIRECT` (alignment
     /// already checked).
     pub(crate) fn read_locked(&self, pos: u64, buf: &mut [u8], direct: bool) -> Result<usize> {
-        let file = self.inode.file();
-        if direct && !buf.is_empty() {
-            let end = pos.saturating_add(buf.len() as u64);
-            write_and_wait(file, self.inode.ops(), pos, end)?;
-        }
-        // The readahead state is copied out and back: no lock is held across the I/O
-        // (concurrent readers of one open file race on it harmlessly, as on Linux's `f_ra`).
+        let (file, ops) = (self.inode.file(), self.inode.ops());
+        // The per-open state is copied out and back: no lock is held across the I/O
+        // (concurrent readers of one open file race on the readahead state harmlessly, as on
+        // Linux's `f_ra`).
         let mut open = self.open.lock().clone();
-        let r = iomap::read(file, self.inode.ops(), &mut open, pos, buf);
+        let r = if direct {
+            iomap::direct_read(file, ops, &mut open, pos, buf)
+        } else {
+            iomap::read(file, ops, &mut open, pos, buf)
+        };
         self.open.lock().ra = open.ra;
         r
     }
@@ -140,9 +150,38 @@ impl File {
     /// written. See the module docs.
     pub fn write(&self, pos: u64, data: &[u8]) -> Result<usize> {
         self.check_write()?;
+        if self.flags.contains(OpenFlags::DIRECT) {
+            return self.write_direct(pos, data, None);
+        }
         let _exclusive = self.inode.rw.write();
         let pos = if self.flags.contains(OpenFlags::APPEND) { self.size() } else { pos };
-        self.write_locked(pos, data, self.flags.contains(OpenFlags::DIRECT))
+        self.write_locked(pos, data, false)
+    }
+
+    /// An `O_DIRECT` write with Linux's (XFS's) locking: a filesystem-block aligned write
+    /// inside the file (not `O_APPEND`) runs under the rw lock held shared, alongside direct
+    /// reads and other such writes; a sub-block, extending or appending write holds it
+    /// exclusively. `atomic`: the length of an RWF_ATOMIC write, whose position must stay a
+    /// multiple of it once `O_APPEND` chose it.
+    fn write_direct(&self, pos: u64, data: &[u8], atomic: Option<u64>) -> Result<usize> {
+        let len = data.len() as u64;
+        let bs = self.fs.block_size();
+        let append = self.flags.contains(OpenFlags::APPEND);
+        if !append && len > 0 && pos.is_multiple_of(bs) && len.is_multiple_of(bs) {
+            self.check_direct(pos, len)?;
+            let shared = self.inode.rw.read();
+            // Under the shared lock the size cannot change (every size change is exclusive).
+            if pos.checked_add(len).is_some_and(|end| end <= self.size()) {
+                return self.write_direct_locked(pos, data);
+            }
+            drop(shared);
+        }
+        let _exclusive = self.inode.rw.write();
+        let pos = if append { self.size() } else { pos };
+        if atomic.is_some_and(|unit| !pos.is_multiple_of(unit)) {
+            return Err(Errno::EINVAL);
+        }
+        self.write_locked(pos, data, true)
     }
 
     /// [`File::write`] at `pos` with the rw lock held exclusively by the caller; `direct` as
@@ -158,42 +197,61 @@ impl File {
         let data = &data[..(data.len() as u64).min(max - pos) as usize];
         if direct {
             self.check_direct(pos, data.len() as u64)?;
-        }
-        let mut wflags = WriteFlags::empty();
-        if self.flags.contains(OpenFlags::SYNC) {
-            wflags |= WriteFlags::SYNC;
-        } else if self.flags.contains(OpenFlags::DSYNC) {
-            wflags |= WriteFlags::DSYNC;
+            return self.write_direct_locked(pos, data);
         }
         let file = self.inode.file();
-        let ops = self.inode.ops();
         let old_size = file.size();
         let n = {
             let mut open = self.open.lock().clone();
-            let r = iomap::write(file, ops, &mut open, pos, &mut SliceSource::new(data), wflags);
+            let r = iomap::write(
+                file,
+                self.inode.ops(),
+                &mut open,
+                pos,
+                &mut SliceSource::new(data),
+                self.write_flags(),
+            );
             self.open.lock().wb_err = open.wb_err;
             r?
         };
         self.after_write(old_size);
-        if direct && n > 0 {
-            let end = pos + n as u64;
-            write_and_wait(file, ops, pos, end)?;
-            let mut err = self.open.lock().wb_err;
-            let r = file.mapping().check_and_advance(&mut err);
-            self.open.lock().wb_err = err;
-            r?;
-            // Clean now; a folio redirtied meanwhile stays (EBUSY is not an error here).
-            let _ = file.mapping().invalidate_range(pos, end);
-        }
         Ok(n)
+    }
+
+    /// The engine's direct write (the rw lock held as [`File::write_direct`] chose; alignment
+    /// to the logical block size checked, the buffer's to the device's DMA alignment is the
+    /// engine's check).
+    fn write_direct_locked(&self, pos: u64, data: &[u8]) -> Result<usize> {
+        let file = self.inode.file();
+        let old_size = file.size();
+        let mut open = self.open.lock().clone();
+        let r = iomap::direct_write(file, self.inode.ops(), &mut open, pos, data, self.write_flags());
+        self.open.lock().wb_err = open.wb_err;
+        let n = r?;
+        self.after_write(old_size);
+        Ok(n)
+    }
+
+    /// The engine's write flags for the open flags (`O_SYNC` / `O_DSYNC`).
+    fn write_flags(&self) -> WriteFlags {
+        if self.flags.contains(OpenFlags::SYNC) {
+            WriteFlags::SYNC
+        } else if self.flags.contains(OpenFlags::DSYNC) {
+            WriteFlags::DSYNC
+        } else {
+            WriteFlags::empty()
+        }
     }
 
     /// One untorn write (`pwritev2(RWF_ATOMIC)`): the file must be open with `O_DIRECT`, the
     /// length a power of two from the filesystem block size up to
     /// [`ATOMIC_WRITE_MAX`](super::atomic::ATOMIC_WRITE_MAX) (XFS's unit min and max without
     /// atomic-write hardware), and the position a multiple of the length; `EINVAL` otherwise.
-    /// One block is written with one bio; a longer write goes out of place and is remapped in
-    /// one transaction (`atomic`). After a crash it is all there or not at all.
+    /// One block is an ordinary direct write: the data goes out as one bio (copied into one
+    /// DMA-able buffer first when the caller's is not DMA-able as one piece), and whatever else
+    /// the block needs (read-around of a shared block) becomes visible only with the
+    /// completion's transaction (conversion or COW remap). A longer write goes out of place and
+    /// is remapped in one transaction (`atomic`). After a crash it is all there or not at all.
     pub fn write_atomic(&self, pos: u64, data: &[u8]) -> Result<usize> {
         self.check_write()?;
         let len = data.len() as u64;
@@ -206,15 +264,21 @@ impl File {
         if !ok {
             return Err(Errno::EINVAL);
         }
-        let _exclusive = self.inode.rw.write();
-        let pos = if self.flags.contains(OpenFlags::APPEND) { self.size() } else { pos };
-        if !pos.is_multiple_of(len) {
-            return Err(Errno::EINVAL);
-        }
         if len > bs {
+            let _exclusive = self.inode.rw.write();
+            let pos = if self.flags.contains(OpenFlags::APPEND) { self.size() } else { pos };
+            if !pos.is_multiple_of(len) {
+                return Err(Errno::EINVAL);
+            }
             return self.write_atomic_blocks(pos, data);
         }
-        self.write_locked(pos, data, true)
+        let platform = self.fs.ctx.platform();
+        if platform.dma_address(data.as_ptr(), data.len()).is_some() {
+            return self.write_direct(pos, data, Some(len));
+        }
+        let mut one = DmaBuffer::new(platform, data.len())?;
+        one.as_mut_slice().copy_from_slice(data);
+        self.write_direct(pos, one.as_slice(), Some(len))
     }
 
     /// Bookkeeping after data was written: frond's in-core size follows the engine's, the

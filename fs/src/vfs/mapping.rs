@@ -8,6 +8,9 @@
 //!   gets a delalloc reservation (NEW; zeroing leaves holes alone); anything else is returned
 //!   as it is. A small empty file is written inline (INLINE) until a write or zeroing reaches
 //!   past the inline capacity, which first moves the data to a block (`unstuff`).
+//! - `next`, direct I/O ([`IomapOp::DIRECT`]): see `dio_map` (reads see MAPPED / UNWRITTEN /
+//!   HOLE / INLINE, delalloc `ENOTBLK`; writes allocate UNWRITTEN + NEW over holes and delalloc,
+//!   stage COW blocks at once over shared data (SHARED + srcmap), inline data `ENOTBLK`).
 //! - `next`, writeback ([`IomapOp::WRITEBACK`]): COW fork delalloc is allocated (MAPPED +
 //!   SHARED); data delalloc is allocated UNWRITTEN (converted at completion: a crash never
 //!   exposes stale blocks); a shared data extent without staging gets staging blocks now
@@ -18,7 +21,8 @@
 //!   every extent change made through the file API).
 //! - `ioend_done`: on error, COW staging of the range is cancelled; else SHARED ranges are
 //!   remapped into the data fork, UNWRITTEN ranges converted; then the on-disk size becomes
-//!   `min(end, in-core size)` if that is larger. All in frond transactions.
+//!   `min(end, in-core size)` if that is larger (`end` itself for a direct write, which
+//!   completes before the engine raises the in-core size). All in frond transactions.
 //! - inline data: frond's inline area; `commit`: frond's journal commit (PREFLUSH + FUA).
 //!
 //! Lock order: the map lock is taken around frond calls that change or read the maps, never
@@ -29,6 +33,7 @@
 //! | Linux (XFS) | here | deviation |
 //! |---|---|---|
 //! | `xfs_read_iomap_begin` | reads | |
+//! | `xfs_direct_write_iomap_begin`, `xfs_dio_write_end_io` | `dio_map`, `ioend_done` with DIRECT | see `dio_map` |
 //! | `xfs_buffered_write_iomap_begin` (+ `xfs_reflink_allocate_cow` reservation), `xfs_buffered_write_iomap_end` | writes, end work | |
 //! | `xfs_map_blocks` + `xfs_bmapi_convert_delalloc` | writeback | |
 //! | `xfs_end_ioend` (`xfs_reflink_end_cow`, `xfs_iomap_write_unwritten`, `xfs_setfilesize`, `xfs_reflink_cancel_cow_range`) | `ioend_done` | |
@@ -54,13 +59,13 @@ pub(crate) const INLINE_CAPACITY: u64 = crate::frond::inode::LITERAL_SIZE as u64
 
 impl InodeOps {
     /// The blocks covering bytes `[pos, pos + len)` (at least one), capped at the largest file.
-    fn blocks(&self, pos: u64, len: u64) -> (u64, u64) {
+    pub(super) fn blocks(&self, pos: u64, len: u64) -> (u64, u64) {
         let fb = (pos / self.bs).min(MAX_BLOCKS - 1);
         let end = pos.saturating_add(len).div_ceil(self.bs).min(MAX_BLOCKS);
         (fb, end.saturating_sub(fb).max(1))
     }
 
-    fn iomap_of(&self, m: &Mapping) -> Iomap {
+    pub(super) fn iomap_of(&self, m: &Mapping) -> Iomap {
         let (off, len) = (m.file_block * self.bs, m.len * self.bs);
         match m.kind {
             MapKind::Hole => Iomap::hole(off, len),
@@ -75,11 +80,11 @@ impl InodeOps {
         self.file.mapping().seq()
     }
 
-    fn bump(&self) {
+    pub(super) fn bump(&self) {
         self.file.mapping().bump_seq();
     }
 
-    fn map(&self, fb: u64, count: u64, fork: Fork) -> Result<Mapping> {
+    pub(super) fn map(&self, fb: u64, count: u64, fork: Fork) -> Result<Mapping> {
         self.frond.map(self.ino, fb, count, fork)
     }
 
@@ -232,6 +237,10 @@ impl IomapOps for InodeOps {
         let _g = self.map_lock.lock();
         let pair = if req.op.contains(IomapOp::WRITEBACK) {
             self.map_writeback(&req)?
+        } else if req.op.contains(IomapOp::DIRECT | IomapOp::WRITE) {
+            self.map_direct_write(&req)?
+        } else if req.op.contains(IomapOp::DIRECT) {
+            self.map_direct_read(&req)?
         } else if req.op.intersects(IomapOp::WRITE | IomapOp::ZERO) {
             self.map_write(&req)?
         } else {
@@ -262,7 +271,9 @@ impl IomapOps for InodeOps {
             self.frond.convert_unwritten(self.ino, fb, count)?;
             self.bump();
         }
-        let new_size = done.offset.saturating_add(done.size).min(self.file.size());
+        // A direct write completes before the engine raises the in-core size.
+        let end = done.offset.saturating_add(done.size);
+        let new_size = if done.flags.contains(IoendFlags::DIRECT) { end } else { end.min(self.file.size()) };
         if new_size > self.file.disk_size() {
             self.frond.set_disk_size(self.ino, new_size)?;
             self.file.set_disk_size(new_size);

@@ -11,7 +11,7 @@
 //! | `atomic` | untorn writes of several blocks (out of place, one remap transaction) |
 //! | [`remap`] | clone range (FICLONERANGE rules), dedupe range, copy range |
 //! | [`seek`] | SEEK_DATA / SEEK_HOLE |
-//! | `inode`, `mapping` | the in-core inode and frond's [`IomapOps`](crate::iomap::IomapOps) (the mapping callback) |
+//! | `inode`, `mapping`, `dio_map` | the in-core inode and frond's [`IomapOps`](crate::iomap::IomapOps) (the mapping callback; `dio_map`: its direct-I/O answers) |
 //! | `hooks` | the page cache's writeback hooks for one mount |
 //! | [`flags`] | open, fallocate and seek flags with Linux's values |
 //! | [`mod@bench`] | benchmark rows |
@@ -34,7 +34,8 @@
 //! folio lock, see [`crate::iomap`]) > the inode's map lock (makes "change frond's extent map +
 //! bump the mapping sequence" atomic for the validity cookie) > frond's metadata lock > buffer
 //! and device locks. Writers, truncate, fallocate, clone and copy into a file hold its rw lock
-//! exclusively; buffered and direct readers hold it shared; fsync takes none (the engine's
+//! exclusively (direct writes only when sub-block, extending or appending); buffered and direct
+//! readers and block-aligned direct overwrites hold it shared; fsync takes none (the engine's
 //! writeback flag serialises writeback). Nothing waits for a folio or for I/O completion work
 //! while holding a map lock or frond's lock; completion work (`ioend_done`) takes only those two.
 //!
@@ -49,12 +50,13 @@
 //! | `xfs_file_fallocate` | [`falloc`] | unshare rewrites shared ranges through the cache (the engine's UNSHARE op is not there yet) |
 //! | `vfs_clone_file_range`, `vfs_dedupe_file_range`, `vfs_copy_file_range` | [`remap`] | |
 //! | `iomap_seek_data/hole` | [`seek`] | unwritten extents count as data only where cached |
-//! | `xfs_file_dio_*` | [`File::read`] / [`File::write`] with `O_DIRECT` | until the engine's direct I/O (issue 6) lands: alignment checked as Linux does, data goes through the cache and is written and invalidated before the call returns (same visible semantics, not zero-copy) |
+//! | `xfs_file_dio_*` | [`File::read`] / [`File::write`] with `O_DIRECT` (the engine's direct I/O; frond's DIRECT mapping answers in `dio_map`) | inline data continues buffered |
 //! | flusher threads, `wb_workfn` | `hooks` + [`FrondFs::background_work`] | called by the kernel, no threads |
 //! | open file keeps an unlinked inode (`iput` at last close) | [`frond::Frond::pin`](crate::frond::Frond::pin) | |
 
 mod atomic;
 pub mod bench;
+mod dio_map;
 pub mod falloc;
 pub mod file;
 pub mod flags;
@@ -70,6 +72,8 @@ pub mod seek;
 mod remap_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dio;
 
 pub use crate::frond::{fsck, mkfs, DirEntry, FsckReport, MkfsOptions, MountError, Stat, StatFs};
 pub use atomic::ATOMIC_WRITE_MAX;
