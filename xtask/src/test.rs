@@ -74,6 +74,23 @@ impl Options {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn host_output_counts_suite_lines_once() {
+        let out = "running 2 tests\ntest a::suite ... ok\ntest a::b ... ok\n\nsuccesses:\n\n---- a::suite stdout ----\n\
+                   test s::one ... ok (3 ms)\ntest s::two ... ok (1 ms)\n---- a::b stdout ----\ntest h::x ... FAILED (0 ms): on purpose\n\n\
+                   test result: ok. 2 passed\nrunning 1 test\ntest c::suite ... FAILED\n\nfailures:\n\n---- c::suite stdout ----\n\
+                   test s::three ... ok (2 ms)\ntest s::four ... FAILED (1 ms): bytes differ\nthread 'c::suite' panicked at x\n\
+                   \nfailures:\n    c::suite\n\ntest result: FAILED. 0 passed; 1 failed\n";
+        let mut t = super::Tally::default();
+        let mut section = super::HostSection::Running;
+        let shown: Vec<&str> = out.lines().filter(|l| super::host_line(&mut section, l, &mut t)).collect();
+        assert_eq!(t.passed, 4, "a::suite, a::b, s::one, s::two");
+        assert_eq!(t.failed, vec!["host: c::suite".to_string(), "host: s::four".to_string()]);
+        assert!(shown.contains(&"test s::one ... ok (3 ms)"));
+        assert!(shown.contains(&"thread 'c::suite' panicked at x"));
+        assert!(!shown.iter().any(|l| l.contains("on purpose") || l.starts_with("---- a::")));
+    }
+
     use super::*;
 
     #[test]
@@ -109,6 +126,59 @@ mod tests {
     }
 }
 
+/// Where a line of `cargo test --show-output` stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum HostSection {
+    /// libtest's own result lines.
+    Running,
+    /// The captured output of passed tests (`successes:`): the portable suites' per-test lines.
+    Successes,
+    /// The captured output of failed tests (`failures:`).
+    Failures,
+}
+
+/// What one line of `cargo test --show-output` adds to the tally (and whether to echo it).
+///
+/// A test that runs a portable suite (`foliage_drivers::selftest::run`) prints one
+/// `test <name> ... ok (<time>)` line per suite test; libtest shows that output under
+/// `successes:`, so the suite's tests get their own lines and counts here, as they do in the
+/// kernel. Inside `failures:` the suite lines are echoed; a FAILED one is named as a failure
+/// (its libtest test already failed) and its passes are not counted a second time.
+fn host_line(section: &mut HostSection, line: &str, t: &mut Tally) -> bool {
+    match line {
+        "successes:" => {
+            *section = HostSection::Successes;
+            return false;
+        }
+        "failures:" => {
+            *section = HostSection::Failures;
+            return true;
+        }
+        _ if line.starts_with("test result:") || line.starts_with("running ") => {
+            *section = HostSection::Running;
+            return false;
+        }
+        _ => {}
+    }
+    if let Some((name, result)) = line.strip_prefix("test ").and_then(|r| r.rsplit_once(" ... ")) {
+        let failed = result.starts_with("FAILED");
+        match *section {
+            HostSection::Running if result == "ok" => t.passed += 1,
+            HostSection::Running if result == "ignored" => {
+                t.problems.push(format!("host test {name} is ignored"))
+            }
+            HostSection::Successes if result.starts_with("ok") => t.passed += 1,
+            // A passed test's output may hold a deliberate failure (the harness's own tests).
+            HostSection::Successes => return false,
+            HostSection::Running | HostSection::Failures if failed => t.failed.push(format!("host: {name}")),
+            _ => {}
+        }
+        return true;
+    }
+    *section == HostSection::Failures
+        && (line.starts_with("---- ") || line.contains("panicked at") || line.starts_with("thread '"))
+}
+
 fn host_stage(filter: &str) -> Result<Tally> {
     println!("== host tests (cargo test, every crate but the kernel) ==");
     let mut c = cargo();
@@ -121,6 +191,7 @@ fn host_stage(filter: &str) -> Result<Tally> {
         "--",
         "--color",
         "never",
+        "--show-output",
     ]);
     if !filter.is_empty() {
         c.arg(filter);
@@ -129,21 +200,10 @@ fn host_stage(filter: &str) -> Result<Tally> {
     let mut child = c.spawn()?;
     let out = child.stdout.take().expect("piped");
     let mut t = Tally::default();
+    let mut section = HostSection::Running;
     for line in BufReader::new(out).lines() {
         let line = line?;
-        if let Some(rest) = line.strip_prefix("test ") {
-            if let Some((name, result)) = rest.rsplit_once(" ... ") {
-                println!("{line}");
-                match result {
-                    "ok" => t.passed += 1,
-                    "ignored" => t.problems.push(format!("host test {name} is ignored")),
-                    _ if result.starts_with("FAILED") => t.failed.push(format!("host: {name}")),
-                    _ => {}
-                }
-                continue;
-            }
-        }
-        if line.starts_with("---- ") || line.contains("panicked at") || line.starts_with("thread '") {
+        if host_line(&mut section, &line, &mut t) {
             println!("{line}");
         }
     }
