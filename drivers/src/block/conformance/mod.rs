@@ -67,6 +67,7 @@ mod tests {
         env.add_device(DEVICE, dev);
         let mut out = alloc::string::String::new();
         let s = run(SUITE, "", &env, &mut out, &mut NoObserver);
+        std::print!("{out}");
         assert_eq!(s.failed, 0, "{out}");
         assert_eq!(s.passed, SUITE.len(), "{out}");
     }

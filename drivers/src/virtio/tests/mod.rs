@@ -85,6 +85,7 @@ pub(super) fn run_conformance(dev: Arc<dyn BlockDevice>) {
     let mut out = String::new();
     let mut s = run(SUITE, "", &env, &mut out, &mut NoObserver);
     s.add(&run(STRICT, "", &env, &mut out, &mut NoObserver));
+    std::print!("{out}");
     assert_eq!((s.passed, s.failed), (SUITE.len() + STRICT.len(), 0), "{out}");
 }
 
