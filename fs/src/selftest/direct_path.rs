@@ -16,7 +16,9 @@ use super::rig::{
 use crate::block::sync::read_at;
 use crate::block::{BioOp, FaultRule, OpMask};
 use crate::frond::{Fork, MapKind};
+use crate::iomap::selftest::{DmaRule, PickyPlatform};
 use crate::iomap::testfs::TraceOp;
+use crate::platform::PAGE_SIZE;
 use crate::vfs::{File, OpenFlags};
 use crate::Errno;
 
@@ -305,4 +307,33 @@ fn ensure_dirty(rig: &FsRig, bytes: u64) -> TestResult {
         return Err(TestFailure(format!("expected {bytes} dirty bytes, {dirty} are")));
     }
     Ok(())
+}
+
+/// An untorn write from memory the device cannot reach in one piece (a block straddling two
+/// pages at a sector-aligned offset, on a platform that DMA-maps single pages only) is copied
+/// into one DMA buffer first:
+/// one write bio of one segment (the engine alone would send two page segments), and the data
+/// is there after a remount.
+pub fn atomic_write_from_memory_split_across_pages_is_one_segment(env: &TestEnv) -> TestResult {
+    let picky = PickyPlatform::arc(env.platform.clone(), DmaRule::SinglePages);
+    let (mut rig, trace) = FsRig::traced_with(env, 4096, picky)?;
+    let f = rig.create("atomic")?;
+    write_all(&f, 0, &pattern(1, 16384))?;
+    f.fsync()?;
+    let d = rig.open("atomic", OpenFlags::RDWR | OpenFlags::DIRECT)?;
+    let mut backing = vec![0u8; 3 * PAGE_SIZE];
+    let skip = (PAGE_SIZE - backing.as_ptr() as usize % PAGE_SIZE) + 2048;
+    let buf = &mut backing[skip..skip + 4096];
+    buf.copy_from_slice(&pattern(2, 4096));
+    ensure!(rig.platform.dma_address(buf.as_ptr(), buf.len()).is_none(), "the buffer straddles two pages");
+    trace.clear();
+    ensure_eq!(d.write_atomic(8192, buf)?, 4096);
+    let writes: Vec<TraceOp> = trace.take().into_iter().filter(|t| t.op == BioOp::Write).collect();
+    ensure_eq!(writes.len(), 1, "one write bio: {writes:?}");
+    ensure_eq!((writes[0].len, writes[0].segments), (4096, 1), "one block in one segment");
+    let mut want = pattern(1, 16384);
+    want[8192..12288].copy_from_slice(&pattern(2, 4096));
+    drop((f, d));
+    rig.remount_and_expect("atomic", &want)?;
+    rig.finish()
 }

@@ -95,6 +95,7 @@ pub static DIRECT: &[TestCase] = cases![
     direct_path::direct_cow_write_keeps_clone,
     direct_path::direct_over_inline_and_delalloc,
     direct_path::direct_buffered_coherence,
+    direct_path::atomic_write_from_memory_split_across_pages_is_one_segment,
 ];
 
 /// Crash states of several workloads (host).

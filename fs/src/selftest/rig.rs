@@ -78,9 +78,18 @@ impl FsRig {
     /// queue: the trace sees the filesystem's own bios and flags, before any splitting, merging
     /// or FUA emulation.
     pub fn traced(env: &TestEnv, bs: u64) -> Result<(Self, Arc<TraceDisk>), TestFailure> {
+        Self::traced_with(env, bs, env.platform.clone())
+    }
+
+    /// [`FsRig::traced`] with the filesystem on `platform` (a test double over the env's).
+    pub fn traced_with(
+        env: &TestEnv,
+        bs: u64,
+        platform: Arc<dyn Platform>,
+    ) -> Result<(Self, Arc<TraceDisk>), TestFailure> {
         let dev = env.device("scratch0")?;
         let trace = TraceDisk::new(Arc::new(Queue::new(dev.clone())));
-        let mut rig = Self::on(env.platform.clone(), dev, bs, FS_BYTES)?;
+        let mut rig = Self::on(platform, dev, bs, FS_BYTES)?;
         rig.unmount()?;
         rig.fs = Some(FrondFs::mount(trace.clone(), rig.platform.clone(), rig.opts).map_err(mount_err)?);
         Ok((rig, trace))

@@ -30,6 +30,7 @@ mod write;
 mod writeback;
 
 pub use common::{Rig, RigOpts};
+pub use doubles::{DmaRule, PickyPlatform};
 
 use foliage_drivers::selftest::TestCase;
 
