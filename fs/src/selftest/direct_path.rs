@@ -311,9 +311,8 @@ fn ensure_dirty(rig: &FsRig, bytes: u64) -> TestResult {
 
 /// An untorn write from memory the device cannot reach in one piece (a block straddling two
 /// pages at a sector-aligned offset, on a platform that DMA-maps single pages only) is copied
-/// into one DMA buffer first:
-/// one write bio of one segment (the engine alone would send two page segments), and the data
-/// is there after a remount.
+/// into one DMA buffer first: one write bio of one segment (the engine alone would send two
+/// page segments), and the data is there after a remount.
 pub fn atomic_write_from_memory_split_across_pages_is_one_segment(env: &TestEnv) -> TestResult {
     let picky = PickyPlatform::arc(env.platform.clone(), DmaRule::SinglePages);
     let (mut rig, trace) = FsRig::traced_with(env, 4096, picky)?;
