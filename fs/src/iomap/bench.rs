@@ -269,9 +269,27 @@ pub(crate) fn raw_seq_ns(
     depth: usize,
     flush_after: bool,
 ) -> Result<u64> {
-    let depth = depth.max(1);
     let bufs: Vec<DmaBuffer> =
-        (0..depth).map(|_| DmaBuffer::new(platform, MIB as usize)).collect::<Result<_>>()?;
+        (0..depth.max(1)).map(|_| DmaBuffer::new(platform, MIB as usize)).collect::<Result<_>>()?;
+    raw_seq_bufs_ns(platform, dev, op, base, bytes, &bufs, flush_after)
+}
+
+/// Sequential 1 MiB bios over `[base, base + bytes)`, one in flight per buffer of `bufs` (each
+/// at least 1 MiB; bio `i` uses `bufs[i % bufs.len()]`), then a flush if `flush_after`; the
+/// nanoseconds it took.
+pub(crate) fn raw_seq_bufs_ns(
+    platform: &Arc<dyn Platform>,
+    dev: &dyn BlockDevice,
+    op: BioOp,
+    base: u64,
+    bytes: u64,
+    bufs: &[DmaBuffer],
+    flush_after: bool,
+) -> Result<u64> {
+    let depth = bufs.len();
+    if depth == 0 || bufs.iter().any(|b| b.len() < MIB as usize) {
+        return Err(Errno::EINVAL);
+    }
     let mut pending: Vec<Option<Arc<Completion>>> = (0..depth).map(|_| None).collect();
     let t = platform.now_ns();
     for i in 0..bytes / MIB {
@@ -283,8 +301,8 @@ pub(crate) fn raw_seq_ns(
         let mut bio = Bio::new(op, (base + i * MIB) / SECTOR_SIZE, BioEnd::new(c.clone(), 0));
         let b = &bufs[slot];
         let virt = core::ptr::NonNull::new(b.as_slice().as_ptr() as *mut u8).ok_or(Errno::EINVAL)?;
-        // SAFETY: the buffer lives until the end of this function, past every bio's completion
-        // (all are waited for below), and each in-flight bio has its own buffer.
+        // SAFETY: the caller's buffers outlive this function, past every bio's completion (all
+        // are waited for below), and each in-flight bio has its own buffer.
         let seg = unsafe { Segment::new(virt, b.phys(), MIB as u32) };
         bio.push(seg).map_err(|_| Errno::EINVAL)?;
         dev.submit(bio);
