@@ -27,6 +27,12 @@
 //! buffered figures (`foliage_fs::iomap::bench`) run before them on the same disk, and the
 //! filesystem's (`foliage_fs::vfs::bench`: frond formatted over all of `bench0`, `fs_*` rows)
 //! after them.
+//!
+//! `filter=SECTIONS` (from `cargo xtask bench SECTIONS`) runs only the named sections, a comma
+//! separated list of `blk` (the driver workloads), `iomap` (buffered), `dio` (direct I/O and
+//! COW) and `fs` (the file API); empty runs all. Each section sets up the device state its
+//! figures compare (its own prefill), so a section alone measures what it measures in a full
+//! run.
 
 use alloc::format;
 use alloc::sync::Arc;
@@ -98,8 +104,13 @@ fn release(disk: Disk) -> virtio_drivers::transport::pci::bus::DeviceFunction {
     df
 }
 
-/// Runs the benchmarks and ends the run.
-pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
+/// True when section `name` is selected by `filter` (a comma separated list; empty selects all).
+fn selected(filter: &str, name: &str) -> bool {
+    filter.is_empty() || filter.split(',').any(|f| f == name)
+}
+
+/// Runs the benchmark sections `filter` selects (see the module docs) and ends the run.
+pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>, filter: &str) -> ! {
     let ours = take(&mut disks, "bench0");
     let theirs_df = release(take(&mut disks, "bench1"));
     let direct_df = release(take(&mut disks, "bench2"));
@@ -117,9 +128,48 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
         VirtIOBlk::<KernelHal, _>::new(transport).unwrap_or_else(|_| fail("virtio-drivers VirtIOBlk"));
     // It polls for completion like ours; the device need not raise interrupts nobody takes.
     theirs.disable_interrupts();
+    if selected(filter, "blk") {
+        block_workloads(p, &ours, &direct, &mut theirs);
+    }
+    drop(theirs);
+    drop(direct);
+    if selected(filter, "iomap") {
+        // The buffered engine over the same disk (its test filesystem, behind the request queue).
+        let queue: Arc<dyn BlockDevice> = Arc::new(Queue::new(ours.dev.clone() as Arc<dyn BlockDevice>));
+        match foliage_fs::iomap::bench::bench(p, queue) {
+            Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
+            Err(e) => fail(&format!("iomap bench: {e}")),
+        }
+    }
+    if selected(filter, "dio") {
+        // Direct I/O and copy on write through the iomap engine on bench0 (Foliage's driver),
+        // with its ratios against raw rounds on the same driver interleaved with the direct ones.
+        match foliage_fs::iomap::bench_dio::dio_bench(p, ours.dev.clone() as Arc<dyn BlockDevice>) {
+            Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
+            Err(e) => fail(&format!("direct I/O benchmarks: {e}")),
+        }
+    }
+    if selected(filter, "fs") {
+        // The filesystem through the file API (frond formatted over the whole disk).
+        match foliage_fs::vfs::bench::bench(p, ours.dev.clone() as Arc<dyn BlockDevice>) {
+            Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
+            Err(e) => fail(&format!("fs bench: {e}")),
+        }
+    }
+    exit(ExitCode::Pass)
+}
+
+/// The driver workloads on bench0 (ours), bench1 (theirs) and bench2 (ours without indirect
+/// descriptors), each region written once first.
+fn block_workloads(
+    p: &Arc<dyn Platform>,
+    ours: &Disk,
+    direct: &dyn BlockDevice,
+    theirs: &mut VirtIOBlk<KernelHal, PciTransport>,
+) {
     let bufs = buffers(p, 32, MIB).unwrap_or_else(|_| fail("out of DMA memory"));
     let mut their_buf = DmaBuffer::new(p, MIB as usize).unwrap_or_else(|_| fail("out of DMA memory"));
-    for dev in [&*ours.dev as &dyn BlockDevice, &direct] {
+    for dev in [&*ours.dev as &dyn BlockDevice, direct] {
         prefill(dev, p, REGION).unwrap_or_else(|_| fail("prefill"));
     }
     let fill = Workload {
@@ -130,7 +180,7 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
         bytes: MIB,
         ops: (REGION / MIB) as usize,
     };
-    run_theirs(&mut theirs, &**p, &fill, 0..fill.ops, &mut their_buf).unwrap_or_else(|e| fail(e));
+    run_theirs(theirs, &**p, &fill, 0..fill.ops, &mut their_buf).unwrap_or_else(|e| fail(e));
     for w in &WORKLOADS {
         let (mut t_ours, mut t_theirs, mut t_direct) = (0u64, 0u64, 0u64);
         let per = w.ops / ROUNDS;
@@ -146,12 +196,12 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
                             .unwrap_or_else(|_| fail(w.name))
                     }
                     1 => {
-                        t_theirs += run_theirs(&mut theirs, &**p, w, range, &mut their_buf)
-                            .unwrap_or_else(|e| fail(e))
+                        t_theirs +=
+                            run_theirs(theirs, &**p, w, range, &mut their_buf).unwrap_or_else(|e| fail(e))
                     }
                     _ if with_direct => {
                         t_direct +=
-                            run_slice(&direct, &**p, w, REGION, range, &bufs).unwrap_or_else(|_| fail(w.name))
+                            run_slice(direct, &**p, w, REGION, range, &bufs).unwrap_or_else(|_| fail(w.name))
                     }
                     _ => {}
                 }
@@ -166,27 +216,4 @@ pub fn run(p: &Arc<dyn Platform>, mut disks: Vec<Disk>) -> ! {
             print(&format!("{}_direct_desc", w.name), w.figure(n, t_direct), w.unit());
         }
     }
-    // The buffered engine over the same disk (its test filesystem, behind the request queue).
-    let queue: Arc<dyn BlockDevice> = Arc::new(Queue::new(ours.dev.clone() as Arc<dyn BlockDevice>));
-    match foliage_fs::iomap::bench::bench(p, queue) {
-        Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
-        Err(e) => fail(&format!("iomap bench: {e}")),
-    }
-    // Direct I/O and copy on write through the iomap engine on bench0 (Foliage's driver),
-    // with its ratios against raw rounds on the same driver interleaved with the direct ones.
-    let dev: Arc<dyn BlockDevice> = ours.dev.clone();
-    match foliage_fs::iomap::bench_dio::dio_bench(p, dev) {
-        Ok(rows) => {
-            for (name, value, unit) in rows {
-                print(name, value, unit);
-            }
-        }
-        Err(e) => fail(&format!("direct I/O benchmarks: {e}")),
-    }
-    // The filesystem through the file API (frond formatted over the whole disk).
-    match foliage_fs::vfs::bench::bench(p, ours.dev.clone() as Arc<dyn BlockDevice>) {
-        Ok(rows) => rows.iter().for_each(|(name, value, unit)| print(name, *value, unit)),
-        Err(e) => fail(&format!("fs bench: {e}")),
-    }
-    exit(ExitCode::Pass)
 }

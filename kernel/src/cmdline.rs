@@ -1,7 +1,8 @@
 //! The kernel command line (`-append`), set by xtask:
 //!
 //! - `mode=run|test|bench|replay` what to do after boot (default `run`);
-//! - `filter=SUBSTRING` which tests to run (default all);
+//! - `filter=SUBSTRING` which tests to run (default all); in `mode=bench`, which benchmark
+//!   sections (see `bench`);
 //! - `selfcheck` registers the harness's deliberately failing tests (xtask's own check that a
 //!   failing, panicking or faulting test fails the run with its name);
 //! - `blkirq` switches every disk to interrupt-driven completion (MSI-X) after discovery;

@@ -103,7 +103,7 @@ extern "C" fn kernel_main(start_info: u64) -> ! {
     let found = disks::discover(&platform);
     disks::describe(&found);
     if cmd.mode == cmdline::Mode::Bench {
-        bench::run(&platform, found);
+        bench::run(&platform, found, cmd.filter);
     }
     let installed = disks::install(found);
     if cmd.blkirq {

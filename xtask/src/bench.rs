@@ -4,6 +4,10 @@
 //! Figures: `boot_ms` (QEMU start to the first kernel test), then the kernel's block benchmarks
 //! (kernel/src/bench.rs: Foliage's virtio-blk driver against virtio-drivers' `VirtIOBlk` on the
 //! same disk in the same boot), re-printed from the bench boot's console.
+//!
+//! `cargo xtask bench SECTIONS` runs only the named sections, a comma separated list of `boot`
+//! (`boot_ms`), `blk`, `iomap`, `dio`, `fs` (the kernel's, kernel/src/bench.rs) and `host`;
+//! no list runs all.
 
 use std::time::Duration;
 
@@ -53,11 +57,11 @@ const BENCH_DISK_MIB: u64 = 2048;
 /// The block benchmarks: one boot in `mode=bench` with three identical disks, `bench0` (Foliage's
 /// driver), `bench1` (virtio-drivers' `VirtIOBlk`), `bench2` (Foliage's driver without indirect
 /// descriptors).
-fn block(o: &Options) -> Result<()> {
+fn block(o: &Options, kernel_sections: &str) -> Result<()> {
     let kernel = build::kernel(Profile::Release, &[])?;
     let m = Machine {
         kernel,
-        append: "mode=bench".into(),
+        append: format!("mode=bench filter={kernel_sections}"),
         disks: ["bench0", "bench1", "bench2"]
             .iter()
             .map(|name| Ok(Disk::new(build::image(&format!("bench-{name}"), BENCH_DISK_MIB << 20)?, name)))
@@ -122,13 +126,36 @@ fn host() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [--accel kvm|tcg]`.
+/// The sections of `cargo xtask bench` (see the module docs); the middle ones run in the kernel.
+const SECTIONS: [&str; 6] = ["boot", "blk", "iomap", "dio", "fs", "host"];
+
+/// The sections `filter` (a comma separated list, empty for all) selects, in run order.
+fn sections(filter: &str) -> Result<Vec<&'static str>> {
+    if filter.is_empty() {
+        return Ok(SECTIONS.to_vec());
+    }
+    let wanted: Vec<&str> = filter.split(',').collect();
+    if let Some(bad) = wanted.iter().find(|w| !SECTIONS.contains(w)) {
+        return Err(format!("bench: no section {bad:?} (sections: {})", SECTIONS.join(", ")).into());
+    }
+    Ok(SECTIONS.iter().copied().filter(|s| wanted.contains(s)).collect())
+}
+
+/// `cargo xtask bench [SECTIONS] [--accel kvm|tcg]`.
 pub fn cmd(args: &[String]) -> Result<()> {
     let o = Options::parse(args)?;
+    let run = sections(&o.filter)?;
     qemu::ensure_qemu()?;
-    boot_ms(&o)?;
-    block(&o)?;
-    host()?;
+    if run.contains(&"boot") {
+        boot_ms(&o)?;
+    }
+    let kernel: Vec<&str> = run.iter().copied().filter(|s| !["boot", "host"].contains(s)).collect();
+    if !kernel.is_empty() {
+        block(&o, &kernel.join(","))?;
+    }
+    if run.contains(&"host") {
+        host()?;
+    }
     Ok(())
 }
 
@@ -146,5 +173,12 @@ mod tests {
         assert_eq!(figure_name("", "xarray_lookup_ns"), "xarray_lookup_ns");
         assert_eq!(unit_name("ops/s"), "ops_per_s");
         assert_eq!(unit_name("x"), "x");
+    }
+
+    #[test]
+    fn sections_are_checked_and_kept_in_run_order() {
+        assert_eq!(sections("").unwrap(), SECTIONS);
+        assert_eq!(sections("dio,blk").unwrap(), ["blk", "dio"]);
+        assert!(sections("dio,nope").is_err());
     }
 }

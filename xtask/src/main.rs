@@ -26,7 +26,7 @@ use std::time::Duration;
 use crate::util::Result;
 
 const USAGE: &str =
-    "usage: cargo xtask <build | run | test [FILTER] | bench | replay <ops> [--host] [--expect F]> [--accel kvm|tcg] [--timeout SECS]";
+    "usage: cargo xtask <build | run | test [FILTER] | bench [SECTIONS] | replay <ops> [--host] [--expect F]> [--accel kvm|tcg] [--timeout SECS]";
 
 fn run(args: &[String]) -> Result<()> {
     let mut o = test::Options::parse(args)?;
