@@ -24,6 +24,70 @@ fn heap_alloc_and_free(_: &TestEnv) -> TestResult {
     Ok(())
 }
 
+/// Small objects come from the slab caches: aligned to their class, distinct, reused after a
+/// free without going back to the buddy heap (so a free never walks a fragmented free list),
+/// and a slab emptied by frees goes back to the buddy heap.
+fn heap_small_objects_from_slabs(_: &TestEnv) -> TestResult {
+    use core::alloc::Layout;
+    // Alignment and distinctness for every class and a few alignments.
+    for (size, align) in
+        [(1usize, 1usize), (8, 8), (24, 8), (100, 4), (200, 64), (1000, 8), (2048, 2048), (3, 512)]
+    {
+        let layout = Layout::from_size_align(size, align).map_err(|_| foliage_drivers::Errno::EINVAL)?;
+        let (_, class_size) = mem::slab::class_of(layout).ok_or(foliage_drivers::Errno::EINVAL)?;
+        let mut ptrs = Vec::new();
+        for i in 0..100u8 {
+            // SAFETY: a non-zero-size layout; the pointer is checked and freed below.
+            let p = unsafe { alloc::alloc::alloc(layout) };
+            ensure!(!p.is_null(), "alloc of {size}/{align} failed");
+            ensure_eq!(p as usize % class_size, 0, "{size}/{align} not aligned to its class {class_size}");
+            // SAFETY: `p` is `size` bytes, ours.
+            unsafe { p.write_bytes(i, size) };
+            ptrs.push((p, i));
+        }
+        for &(p, i) in &ptrs {
+            // SAFETY: as above; every object still holds its own fill.
+            let bytes = unsafe { core::slice::from_raw_parts(p, size) };
+            ensure!(bytes.iter().all(|&b| b == i), "object {i} of {size}/{align} overwritten");
+        }
+        for (p, _) in ptrs {
+            // SAFETY: allocated above with `layout`.
+            unsafe { alloc::alloc::dealloc(p, layout) };
+        }
+    }
+    // Fragment the 64-byte class: 20000 objects (20 slabs' worth), every other one freed.
+    let mut v: Vec<Option<alloc::boxed::Box<[u64; 8]>>> =
+        (0..20_000u64).map(|i| Some(alloc::boxed::Box::new([i; 8]))).collect();
+    for x in v.iter_mut().step_by(2) {
+        *x = None;
+    }
+    // Allocations and frees now reuse the freed objects: no slab taken or given back.
+    let before = mem::heap::slab_stats();
+    for round in 0..10u64 {
+        let w: Vec<alloc::boxed::Box<[u64; 8]>> =
+            (0..1000).map(|i| alloc::boxed::Box::new([round + i; 8])).collect();
+        drop(w);
+    }
+    let after = mem::heap::slab_stats();
+    ensure_eq!(after.slab_allocs, before.slab_allocs, "slabs taken while free objects were there");
+    ensure_eq!(after.slab_frees, before.slab_frees, "slabs given back while objects were in use");
+    ensure!(
+        v.iter().enumerate().all(|(i, x)| x.as_ref().is_none_or(|b| b[7] == i as u64)),
+        "live objects changed"
+    );
+    // Freeing everything gives the emptied slabs back (one kept per class at most).
+    let held = after.slabs;
+    drop(v);
+    let end = mem::heap::slab_stats();
+    ensure!(
+        held >= 19 && end.slabs + 18 <= held,
+        "slabs held: {held} with 10000 live 64-byte objects, {} after freeing them",
+        end.slabs
+    );
+    ensure_eq!(end.slab_frees - after.slab_frees, (held - end.slabs) as u64, "slab frees");
+    Ok(())
+}
+
 fn frame_allocator_contiguous_aligned(env: &TestEnv) -> TestResult {
     let (used0, total) = mem::frames::stats();
     ensure!(total > 1024, "only {total} page frames");
@@ -159,6 +223,7 @@ fn memory_functions_exact(_: &TestEnv) -> TestResult {
 /// The kernel's own tests.
 pub static TESTS: &[TestCase] = &[
     TestCase { name: "kernel::heap_alloc_and_free", run: heap_alloc_and_free },
+    TestCase { name: "kernel::heap_small_objects_from_slabs", run: heap_small_objects_from_slabs },
     TestCase { name: "kernel::frame_allocator_contiguous_aligned", run: frame_allocator_contiguous_aligned },
     TestCase { name: "kernel::tsc_clock_monotonic", run: tsc_clock_monotonic },
     TestCase { name: "kernel::pci_finds_virtio_blk", run: pci_finds_virtio_blk },

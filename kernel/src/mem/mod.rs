@@ -7,6 +7,7 @@
 
 pub mod frames;
 pub mod heap;
+pub mod slab;
 
 use crate::pvh::MemEntry;
 
