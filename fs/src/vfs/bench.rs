@@ -2,19 +2,20 @@
 //! `cargo xtask bench` (the kernel calls [`bench()`] over virtio-blk) and the host.
 //!
 //! The device (but its last [`RAW_BYTES`]) is formatted with frond (4 KiB blocks) and mounted
-//! behind a fresh
-//! [`Queue`] with a page cache of [`FsBenchSizes::cache_bytes`].
+//! behind a fresh [`Queue`] with a page cache of [`FsBenchSizes::cache_bytes`].
 //!
 //! - `fs_create_files_per_s`: create + write 100 bytes (inline) + close, for
 //!   [`FsBenchSizes::files`] files spread over 10 directories, then one `syncfs`.
 //! - `fs_clone_256m_us`, `fs_clone_1g_us`: `FICLONERANGE` of a whole file written sequentially
 //!   (1 MiB writes) and fsync'd, into a new file (after an untimed one-block clone: the first
-//!   clone of a filesystem creates the reference-count tree), the log checkpointed (untimed),
-//!   then the median of 5 clones into fresh files; `fs_clone_1g_us_vs_256m` is their ratio. The
-//!   cost grows with extents, not bytes (target <= 1.5).
+//!   clone of a filesystem creates the reference-count tree); both sources are written first,
+//!   the log checkpointed (untimed), then 5 rounds of one clone of each into fresh files,
+//!   alternating (a change of machine load hits both sizes alike); the medians are the figures
+//!   and `fs_clone_1g_us_vs_256m` is their ratio. The cost grows with extents, not bytes
+//!   (target <= 1.5).
 //! - `fs_buffered_write_cached_mib_s`: 1 MiB buffered writes into a new file, no fsync (the
-//!   cache holds it: dirty thresholds at the budget for these figures); `fs_buffered_write_fsync_mib_s`: the same into another file plus one
-//!   fsync; `fs_buffered_read_cold_mib_s`: reading it back after a remount (readahead);
+//!   cache holds it: dirty thresholds at the budget for these figures);
+//!   `fs_buffered_write_fsync_mib_s`: the same into another file plus one fsync; `fs_buffered_read_cold_mib_s`: reading it back after a remount (readahead);
 //!   `fs_buffered_read_warm_mib_s`: again from the cache.
 //! - `fs_fsync_4k_us`: mean of (4 KiB overwrite + fdatasync); `fs_osync_write_4k_us`: mean of
 //!   4 KiB O_DSYNC overwrites.
@@ -170,16 +171,22 @@ pub fn bench_sized(
     let warm_dst = fs.open_at(fs.root(), b"clone_warm_dst", OpenFlags::RDWR | OpenFlags::CREAT, 0o644)?;
     warm_dst.clone_range(&warm, 0, 0, 0)?;
     drop((warm, warm_dst));
-    let mut clone_us = [0f64; 2];
-    for (k, bytes) in [sizes.clone_small_bytes, sizes.clone_small_bytes * 4].into_iter().enumerate() {
+    // Both sources first, then the timed clones alternate between them (a change of load
+    // between two phases would otherwise land on the ratio).
+    let clone_bytes = [sizes.clone_small_bytes, sizes.clone_small_bytes * 4];
+    let mut sources = Vec::new();
+    for (k, bytes) in clone_bytes.into_iter().enumerate() {
         let src = write_file(&fs, format!("clone_src{k}").as_bytes(), bytes, 0x40 + k as u8)?;
         src.fsync()?;
-        // An empty log, so no clone pays for a checkpoint the writes made due; then the
-        // median of CLONES clones into fresh files (one-off costs of the first metadata
-        // accesses after writing a large file do not decide the figure).
-        fs.frond().checkpoint()?;
-        let mut times = Vec::new();
-        for c in 0..CLONES {
+        sources.push(src);
+    }
+    // An empty log, so no clone pays for a checkpoint the writes made due; then the median of
+    // CLONES clones of each into fresh files (one-off costs of the first metadata accesses
+    // after writing a large file do not decide the figure).
+    fs.frond().checkpoint()?;
+    let mut times = [Vec::new(), Vec::new()];
+    for c in 0..CLONES {
+        for (k, src) in sources.iter().enumerate() {
             let dst = fs.open_at(
                 fs.root(),
                 format!("clone_dst{k}_{c}").as_bytes(),
@@ -187,14 +194,18 @@ pub fn bench_sized(
                 0o644,
             )?;
             let t = now();
-            dst.clone_range(&src, 0, 0, 0)?;
-            times.push(now() - t);
-            if dst.size() != bytes {
+            dst.clone_range(src, 0, 0, 0)?;
+            times[k].push(now() - t);
+            if dst.size() != clone_bytes[k] {
                 return Err(Errno::EIO);
             }
         }
-        times.sort_unstable();
-        clone_us[k] = times[CLONES / 2] as f64 / 1e3;
+    }
+    drop(sources);
+    let mut clone_us = [0f64; 2];
+    for (k, t) in times.iter_mut().enumerate() {
+        t.sort_unstable();
+        clone_us[k] = t[CLONES / 2] as f64 / 1e3;
     }
     rows.push(("fs_clone_256m_us", clone_us[0], "us"));
     rows.push(("fs_clone_1g_us", clone_us[1], "us"));
