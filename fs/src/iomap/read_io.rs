@@ -8,7 +8,10 @@
 //!
 //! Completion (inside `BlockDevice::poll`): each run's blocks become uptodate (or the folio is
 //! marked failed); the run's bytes are counted down, and at zero the folio's read is finished:
-//! the owned lock is dropped (with the error flag set on failure), waiters are woken.
+//! the owned lock is dropped (with the error flag set on failure), waiters are woken. A
+//! readahead folio starts unzeroed: dropping its lock zeroes the blocks still not uptodate
+//! (a failed run's, or ones never issued) - every read of the folio has completed by then, so
+//! no DMA targets them (see [`readahead`](mod@super::readahead) for the invariant).
 //!
 //! Blocks that need no I/O (holes, unwritten, new, beyond EOF) are zeroed in place with
 //! [`zero_unread`], through a raw pointer limited to those bytes: other blocks of the same folio

@@ -14,6 +14,16 @@
 //! per extent covers the whole window; runs contiguous on disk go out as one bio across
 //! folios.
 //!
+//! Unzeroed folios: the device overwrites the blocks it reads, so readahead folios are created
+//! without zeroing ([`Mapping::add_folio_for_read`](crate::pagecache::Mapping::add_folio_for_read)).
+//! Invariant: a byte of such a folio is read by the CPU (or written to a device) only once its
+//! block is uptodate or zeroed. Every block is either (a) zeroed by the engine and marked
+//! uptodate (holes, unwritten, NEW, at or after EOF, the tail of inline data), (b) read by the
+//! device and marked uptodate when that read succeeds, or (c) neither - the read failed (EIO),
+//! or was never issued because the mapping call failed. Blocks of (c) stay not uptodate and are
+//! zeroed when the read finishes and drops the folio lock (the guard's read debt), before any
+//! other lock holder can see them; a later access reads them again.
+//!
 //! Lock order: the mapping's invalidate lock is held shared while folios are added and their
 //! reads submitted (truncate and punch hole hold it exclusively), never while waiting for I/O.
 //!
@@ -176,7 +186,7 @@ pub fn readahead(file: &Arc<IomapFile>, ops: &Arc<dyn IomapOps>, window: RaWindo
         }
         let mut order = order_at(idx, end, target, min);
         let added = loop {
-            match mapping.add_folio(idx, order) {
+            match mapping.add_folio_for_read(idx, order) {
                 Ok(locked) => break Some(locked),
                 Err(Errno::EEXIST | Errno::ENOMEM) if order > min => order -= 1,
                 Err(_) => break None,

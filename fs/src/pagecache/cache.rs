@@ -39,7 +39,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::{Mutex, RwLock};
 
 use super::folio::Folio;
-use super::locked::LockedFolio;
+use super::locked::{Debt, LockedFolio};
 use super::lru::Lru;
 use super::mapping::Mapping;
 use super::stats::{CacheStats, Counters};
@@ -332,7 +332,7 @@ impl PageCache {
 
     /// Allocates a locked folio of `order` for `mapping` at `index`, charging the budget and
     /// reclaiming once if it is full. Its memory is zeroed except the bytes `unfilled` (within
-    /// the folio), which its guard owes (see [`LockedFolio`]). `None` when the memory cannot be
+    /// the folio), which its guard owes as `debt` says (see [`LockedFolio`]). `None` when the memory cannot be
     /// had.
     pub(super) fn alloc_folio(
         &self,
@@ -341,6 +341,7 @@ impl PageCache {
         order: u32,
         block_shift: u32,
         unfilled: Range<usize>,
+        debt: Debt,
     ) -> Option<LockedFolio> {
         let bytes = (PAGE_SIZE as u64) << order;
         if !self.core.try_charge(bytes) {
@@ -379,7 +380,7 @@ impl PageCache {
         // SAFETY: the run is zeroed outside `unfilled` (by the platform or just above), and
         // `unfilled` was clamped to the run.
         Some(unsafe {
-            Folio::new_locked(self.core.clone(), mapping.clone(), index, block_shift, run, unfilled)
+            Folio::new_locked(self.core.clone(), mapping.clone(), index, block_shift, run, unfilled, debt)
         })
     }
 

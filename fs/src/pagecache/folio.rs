@@ -40,7 +40,7 @@ use intrusive_collections::LinkedListAtomicLink;
 
 use super::block_state::{pending_add, pending_sub, BlockState};
 use super::cache::CacheCore;
-use super::locked::LockedFolio;
+use super::locked::{Debt, LockedFolio};
 use super::mapping::Mapping;
 use crate::block::Segment;
 use crate::platform::{PageRun, PAGE_SHIFT, PAGE_SIZE};
@@ -94,7 +94,8 @@ unsafe impl Send for Folio {}
 unsafe impl Sync for Folio {}
 
 impl Folio {
-    /// A new folio, already locked, owning `run`, whose guard owes the bytes `unfilled`.
+    /// A new folio, already locked, owning `run`, whose guard owes the bytes `unfilled` as
+    /// `debt` says.
     ///
     /// # Safety
     ///
@@ -107,6 +108,7 @@ impl Folio {
         block_shift: u32,
         run: PageRun,
         unfilled: Range<usize>,
+        debt: Debt,
     ) -> LockedFolio {
         let order = run.order();
         let blocks = (PAGE_SIZE << order) >> block_shift;
@@ -123,7 +125,7 @@ impl Folio {
             core,
         });
         // `run` is a plain descriptor: the folio now owns what it describes (freed in `Drop`).
-        LockedFolio::from_locked_unfilled(folio, unfilled)
+        LockedFolio::from_locked_unfilled(folio, unfilled, debt)
     }
 
     /// First page index.

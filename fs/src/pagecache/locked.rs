@@ -19,7 +19,11 @@
 //! [`LockedFolio::read_at`], [`LockedFolio::write_at`]) and the unlock (drop) zero the
 //! unfilled range first, so no byte the platform handed out unzeroed is ever read by the CPU,
 //! copied to a reader, or seen by another lock holder. [`LockedFolio::zero`] only writes, and
-//! leaves the debt alone. The remaining way to reach the memory is a device through the
+//! leaves the debt alone. A folio created for a read
+//! ([`Mapping::add_folio_for_read`](super::Mapping::add_folio_for_read)) owes its whole memory
+//! as a *read debt*: the zeroing then covers only the blocks that are not uptodate, so what the
+//! device read (or the reader zeroed) and marked uptodate stays, and what a failed or never
+//! issued read left behind is zeroed before anyone sees it. The remaining way to reach the memory is a device through the
 //! `unsafe` [`Folio::io_segment`](super::Folio::io_segment): its contract forbids write I/O
 //! (device reads of memory) over unfilled bytes; read I/O into them is harmless.
 //!
@@ -51,16 +55,32 @@ pub struct LockedFolio {
     unfilled: AtomicU64,
 }
 
-fn pack(r: &Range<usize>) -> u64 {
+/// Set in the packed debt when it is a read's (see [`Debt::Read`]).
+const READ_DEBT: u64 = 1 << 63;
+
+/// What a new folio's guard owes for its unfilled bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Debt {
+    /// Every unfilled byte is zeroed before it can be read (a buffered write's overwrite).
+    Overwrite,
+    /// Only the unfilled bytes of blocks that are not uptodate are zeroed: the blocks a device
+    /// read filled (marked uptodate at its completion) or the engine zeroed keep their bytes
+    /// (a readahead folio).
+    Read,
+}
+
+fn pack(r: &Range<usize>, debt: Debt) -> u64 {
     if r.start >= r.end {
         0
     } else {
-        ((r.start as u64) << 32) | r.end as u64
+        let kind = if debt == Debt::Read { READ_DEBT } else { 0 };
+        kind | ((r.start as u64) << 32) | r.end as u64
     }
 }
 
-fn unpack(v: u64) -> Range<usize> {
-    (v >> 32) as usize..(v & u32::MAX as u64) as usize
+fn unpack(v: u64) -> (Range<usize>, Debt) {
+    let debt = if v & READ_DEBT != 0 { Debt::Read } else { Debt::Overwrite };
+    (((v & !READ_DEBT) >> 32) as usize..(v & u32::MAX as u64) as usize, debt)
 }
 
 impl LockedFolio {
@@ -72,27 +92,59 @@ impl LockedFolio {
 
     /// Wraps a new folio whose `LOCKED` bit is set and whose bytes `unfilled` hold whatever
     /// the platform left there (every other byte is initialised).
-    pub(super) fn from_locked_unfilled(folio: Arc<Folio>, unfilled: Range<usize>) -> Self {
+    pub(super) fn from_locked_unfilled(folio: Arc<Folio>, unfilled: Range<usize>, debt: Debt) -> Self {
         debug_assert!(folio.is_locked() && unfilled.end <= folio.size());
-        Self { folio, unfilled: AtomicU64::new(pack(&unfilled)) }
+        Self { folio, unfilled: AtomicU64::new(pack(&unfilled, debt)) }
     }
 
     /// The bytes this guard still owes (see the module docs); empty for all but a folio just
     /// created for an overwrite.
     pub fn unfilled(&self) -> Range<usize> {
-        unpack(self.unfilled.load(Ordering::Relaxed))
+        unpack(self.unfilled.load(Ordering::Relaxed)).0
     }
 
     /// Zeroes the unfilled bytes, if any: from here on every byte of the folio is initialised.
     fn settle(&self) {
-        let r = unpack(self.unfilled.swap(0, Ordering::Relaxed));
-        if r.start < r.end {
-            // SAFETY: `r` lies inside the folio's memory (checked at creation), which lives
-            // while we hold a reference; the lock excludes every other CPU accessor, no slice
-            // of the folio is alive (any slice would have settled first), and no device
-            // touches unfilled bytes (`io_segment`'s contract). A folio with unfilled bytes
-            // is new and has had no dirty bytes yet, so it is not under writeback.
-            unsafe { core::ptr::write_bytes(self.folio.virt().as_ptr().add(r.start), 0, r.end - r.start) };
+        let (r, debt) = unpack(self.unfilled.swap(0, Ordering::Relaxed));
+        self.zero_owed(r, debt);
+    }
+
+    /// Zeroes the owed bytes `r` (all of them for an overwrite's debt, those of blocks not
+    /// uptodate for a read's). `r` lies inside the unfilled range, itself inside the folio.
+    fn zero_owed(&self, r: Range<usize>, debt: Debt) {
+        if r.start >= r.end || (debt == Debt::Read && self.folio.is_uptodate()) {
+            return;
+        }
+        let base = self.folio.virt().as_ptr();
+        // SAFETY (both writes): `[a, b)` lies inside `r`, inside the folio's memory (checked
+        // at creation), which lives while we hold a reference; the lock excludes every other
+        // CPU accessor, no slice of the folio is alive (any slice would have settled first),
+        // and no device touches the bytes now: write I/O never covers unfilled bytes
+        // (`io_segment`'s contract; a folio with unfilled bytes has had no dirty bytes yet, so
+        // it is not under writeback), and read I/O into them has completed (the reader holding
+        // a read debt settles only once every read of the folio ended).
+        let zero = |a: usize, b: usize| unsafe { core::ptr::write_bytes(base.add(a), 0, b - a) };
+        if debt == Debt::Overwrite {
+            zero(r.start, r.end);
+            return;
+        }
+        let bs = self.folio.block_size();
+        let mut run: Option<usize> = None;
+        let mut b = r.start - r.start % bs;
+        while b < r.end {
+            let owed = !self.folio.is_block_uptodate(b / bs);
+            match (owed, run) {
+                (true, None) => run = Some(b.max(r.start)),
+                (false, Some(a)) => {
+                    zero(a, b);
+                    run = None;
+                }
+                _ => {}
+            }
+            b += bs;
+        }
+        if let Some(a) = run {
+            zero(a, r.end);
         }
     }
 
@@ -147,7 +199,7 @@ impl LockedFolio {
     ) -> Result<usize> {
         let range = self.check(offset, len)?;
         self.folio.wait_writeback();
-        let owed = unpack(self.unfilled.load(Ordering::Relaxed));
+        let (owed, debt) = unpack(self.unfilled.load(Ordering::Relaxed));
         let base = self.folio.virt().as_ptr();
         // SAFETY: `range` is inside the folio (checked); the lock and `&mut self` exclude every
         // other accessor, writeback is over, and no other slice of the folio is alive. `fill`
@@ -157,12 +209,9 @@ impl LockedFolio {
         let written = fill(dst).min(len);
         if owed.start < owed.end {
             let done = range.start..range.start + written;
+            // The slice handed to `fill` is dead.
             for (a, b) in [(owed.start, owed.end.min(done.start)), (owed.start.max(done.end), owed.end)] {
-                if a < b {
-                    // SAFETY: `[a, b)` is inside the unfilled range, inside the folio; the
-                    // slice handed to `fill` is dead.
-                    unsafe { core::ptr::write_bytes(base.add(a), 0, b - a) };
-                }
+                self.zero_owed(a..b, debt);
             }
             self.unfilled.store(0, Ordering::Relaxed);
         }

@@ -23,6 +23,7 @@ mod inline;
 mod iter;
 mod model;
 mod poison;
+mod poison_read;
 mod read;
 mod revalidate;
 mod truncate;
@@ -97,6 +98,9 @@ pub static SUITE: &[TestCase] = cases![
     model::model_random_ops_match_vec,
     poison::poison_write_shapes_never_show_old_memory,
     poison::poison_model_random_writes_never_show_old_memory,
+    poison_read::poison_read_shapes_never_show_old_memory,
+    poison_read::poison_readahead_folios_reclaimed_before_use,
+    poison_read::poison_model_random_reads_never_show_old_memory,
     dio::dio_t1_sub_block_write_into_empty_file_zeroes_block,
     dio::dio_t2_coherent_with_dirty_cache,
     dio::dio_t3_misaligned_einval_hole_zeros_eof_zero,

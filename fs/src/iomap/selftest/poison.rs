@@ -16,6 +16,7 @@ use super::common::{Rig, RigOpts};
 use super::doubles::PoisonPlatform;
 use super::write::FaultingSource;
 use crate::block::prng::SplitMix64;
+use crate::block::BlockDevice;
 use crate::iomap::testfs::MemFile;
 use crate::iomap::{write, writeback_range, CopySource, OpenFile, SliceSource, WriteFlags, WritebackMode};
 use crate::pagecache::{FolioBatch, MAX_INDEX};
@@ -24,16 +25,27 @@ use crate::Errno;
 
 /// A rig on `scratch0` whose page cache takes its memory from a [`PoisonPlatform`].
 fn poison_rig(env: &TestEnv, bs: u64, max_order: u32) -> Result<(Rig, Arc<PoisonPlatform>), TestFailure> {
+    poison_rig_on(env, env.device("scratch0")?, bs, max_order, 4 << 20)
+}
+
+/// As [`poison_rig`], over `dev` with a cache of `cache_bytes`.
+pub(super) fn poison_rig_on(
+    env: &TestEnv,
+    dev: Arc<dyn BlockDevice>,
+    bs: u64,
+    max_order: u32,
+    cache_bytes: u64,
+) -> Result<(Rig, Arc<PoisonPlatform>), TestFailure> {
     let platform = PoisonPlatform::arc(env.platform.clone());
     let mut opts = RigOpts::new(bs);
-    opts.cache_bytes = 4 << 20;
+    opts.cache_bytes = cache_bytes;
     opts.max_order = max_order;
-    let rig = Rig::on(platform.clone(), env.device("scratch0")?, opts)?;
+    let rig = Rig::on(platform.clone(), dev, opts)?;
     Ok((rig, platform))
 }
 
 /// `len` bytes of data from `rng` without a `POISON` byte.
-fn data(rng: &mut SplitMix64, len: usize) -> Vec<u8> {
+pub(super) fn data(rng: &mut SplitMix64, len: usize) -> Vec<u8> {
     (0..len)
         .map(|_| match rng.next_u64() as u8 {
             POISON => POISON ^ 0x11,
@@ -43,21 +55,21 @@ fn data(rng: &mut SplitMix64, len: usize) -> Vec<u8> {
 }
 
 /// The file and its expected contents.
-struct Checked {
-    f: Arc<MemFile>,
-    open: OpenFile,
-    model: Vec<u8>,
+pub(super) struct Checked {
+    pub(super) f: Arc<MemFile>,
+    pub(super) open: OpenFile,
+    pub(super) model: Vec<u8>,
 }
 
 impl Checked {
-    fn new(f: Arc<MemFile>) -> Self {
+    pub(super) fn new(f: Arc<MemFile>) -> Self {
         let open = f.open();
         Self { f, open, model: Vec::new() }
     }
 
     /// Writes `bytes` at `pos`, the copy stopping for good after `limit` bytes if given;
     /// updates the model with what the write reports.
-    fn write(&mut self, pos: u64, bytes: &[u8], limit: Option<usize>) -> Result<usize, String> {
+    pub(super) fn write(&mut self, pos: u64, bytes: &[u8], limit: Option<usize>) -> Result<usize, String> {
         let ops = self.f.ops();
         let r = match limit {
             None => write(
@@ -94,7 +106,7 @@ impl Checked {
     }
 
     /// Reads `[pos, pos + len)` and compares with the model.
-    fn read(&mut self, pos: u64, len: usize) -> Result<(), String> {
+    pub(super) fn read(&mut self, pos: u64, len: usize) -> Result<(), String> {
         let mut buf = vec![0u8; len];
         let n = self.f.read(&mut self.open, pos, &mut buf).map_err(|e| format!("read at {pos}: {e}"))?;
         let want = self.model.get(pos as usize..).map_or(&[][..], |t| &t[..t.len().min(len)]);
@@ -108,7 +120,7 @@ impl Checked {
     }
 
     /// Every byte of every cached folio (uptodate or not) is free of poison.
-    fn scan_cache(&self) -> Result<(), String> {
+    pub(super) fn scan_cache(&self) -> Result<(), String> {
         let mapping = self.f.file().mapping();
         let mut at = Some(0);
         while let Some(start) = at {
@@ -129,7 +141,7 @@ impl Checked {
 
     /// Size, a full read, the cache scan; then (if `disk`) fsync, cache drop, read and the
     /// device contents.
-    fn check(&mut self, disk: bool) -> Result<(), String> {
+    pub(super) fn check(&mut self, disk: bool) -> Result<(), String> {
         if self.f.size() != self.model.len() as u64 {
             return Err(format!("size {} != model {}", self.f.size(), self.model.len()));
         }
@@ -149,13 +161,13 @@ impl Checked {
     }
 }
 
-fn first_diff(what: &str, got: &[u8], want: &[u8]) -> String {
+pub(super) fn first_diff(what: &str, got: &[u8], want: &[u8]) -> String {
     let k = got.iter().zip(want).position(|(a, b)| a != b);
     let at = k.map(|k| format!(" ({:#x} vs {:#x})", got[k], want[k])).unwrap_or_default();
     format!("{what}: length {} vs {}, first difference at {k:?}{at}", got.len(), want.len())
 }
 
-fn fail(what: &str) -> impl FnOnce(String) -> TestFailure + '_ {
+pub(super) fn fail(what: &str) -> impl FnOnce(String) -> TestFailure + '_ {
     move |e| TestFailure(format!("{what}: {e}"))
 }
 
@@ -216,11 +228,30 @@ const SPAN: u64 = 1 << 20;
 /// writeback and cache drops on a small cache (so reclaim recycles folio memory), checked
 /// against a model after every operation, the cache scanned for poison every few.
 pub fn poison_model_random_writes_never_show_old_memory(env: &TestEnv) -> TestResult {
-    for (seed, bs, max_order) in [(0xD00D_0001u64, 1024u64, 3u32), (0xD00D_0002, 4096, 9)] {
+    for_seeds(env, &[(0xD00D_0001, 1024, 3), (0xD00D_0002, 4096, 9)], run)
+}
+
+/// Runs a model test for each `(seed, block size, max folio order)`, naming the seed (fixed)
+/// and block size on failure.
+pub(super) fn for_seeds(
+    env: &TestEnv,
+    cases: &[(u64, u64, u32)],
+    run: fn(&TestEnv, u64, u64, u32) -> Result<(), String>,
+) -> TestResult {
+    for &(seed, bs, max_order) in cases {
         run(env, seed, bs, max_order)
             .map_err(|e| TestFailure(format!("seed {seed:#x}, block size {bs}: {e}")))?;
     }
     Ok(())
+}
+
+/// A random file offset below `span`: block aligned, page aligned or any, a third each.
+pub(super) fn random_pos(rng: &mut SplitMix64, bs: u64, span: u64) -> u64 {
+    match rng.below(3) {
+        0 => rng.below(span) & !(bs - 1),
+        1 => rng.below(span) & !4095,
+        _ => rng.below(span),
+    }
 }
 
 fn run(env: &TestEnv, seed: u64, bs: u64, max_order: u32) -> Result<(), String> {
@@ -231,11 +262,7 @@ fn run(env: &TestEnv, seed: u64, bs: u64, max_order: u32) -> Result<(), String> 
     let mut short = 0;
     for i in 0..OPS {
         let op = rng.below(100);
-        let pos = match rng.below(3) {
-            0 => rng.below(SPAN) & !(bs - 1),
-            1 => rng.below(SPAN) & !4095,
-            _ => rng.below(SPAN),
-        };
+        let pos = random_pos(&mut rng, bs, SPAN);
         let len = match rng.below(4) {
             0 => 1 + rng.below(bs),
             1 => (1 + rng.below(16)) * bs,

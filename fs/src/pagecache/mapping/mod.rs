@@ -26,6 +26,7 @@
 //! |---|---|---|
 //! | `struct address_space` (`i_pages`, `nrpages`, `wb_err`, `invalidate_lock`) | [`Mapping`] | |
 //! | `filemap_get_folio`, `__filemap_get_folio(FGP_LOCK\|FGP_CREAT)` | [`Mapping::get`], [`Mapping::get_locked`], [`Mapping::find_or_create`] | new folios are zeroed |
+//! | `filemap_add_folio` (readahead) | [`Mapping::add_folio`], [`Mapping::add_folio_for_read`] | the latter is unzeroed; its guard zeroes the blocks left not uptodate |
 //! | `__filemap_get_folio(FGP_WRITEBEGIN)` in `iomap_get_folio` | [`Mapping::find_or_create_for_overwrite`] | only the blocks the write covers wholly stay unzeroed, until the copy |
 //! | `filemap_add_folio` | inside `find_or_create` | folios are born locked, as in Linux |
 //! | `filemap_get_folios`, `filemap_get_folios_tag` | [`Mapping::get_folios`], [`Mapping::get_folios_tag`] | batches of [`FOLIO_BATCH`] |
@@ -48,10 +49,10 @@ use spin::{Mutex, RwLock};
 use super::cache::PageCache;
 use super::errseq::{ErrSeq, ErrSeqCell};
 use super::folio::{Folio, FolioFlags};
-use super::locked::LockedFolio;
+use super::locked::{Debt, LockedFolio};
 use super::stats::Counters;
 use super::xarray::{Mark, XArray};
-use crate::platform::PAGE_SHIFT;
+use crate::platform::{PAGE_SHIFT, PAGE_SIZE};
 use crate::{Errno, Result};
 
 /// Folios returned per batch by the range lookups.
@@ -237,19 +238,40 @@ impl Mapping {
     /// aligned to `2^order` or `order` is outside `[min_order, max_order]`, `EFBIG` past
     /// [`MAX_INDEX`], `EEXIST` when any page of the range is cached, `ENOMEM` without memory.
     pub fn add_folio(&self, index: u64, order: u32) -> Result<LockedFolio> {
+        self.check_add(index, order)?;
+        self.insert_new(index, order, 0..0, Debt::Overwrite)
+    }
+
+    /// As [`Mapping::add_folio`], for a reader whose device reads fill the folio: its memory
+    /// is not zeroed at all, and its guard owes every byte of every block that is not uptodate
+    /// ([`LockedFolio::unfilled`] is the whole folio). The reader zeroes the blocks that need
+    /// no I/O (marking them uptodate) and has the device read the others (marked uptodate at
+    /// completion); any byte access through the guard, and the unlock, zero the blocks still
+    /// not uptodate first - those of a failed or never issued read. Blocks are read into only
+    /// through [`Folio::io_segment`] while the guard is held, and the guard is touched again
+    /// only after every such read completed.
+    pub fn add_folio_for_read(&self, index: u64, order: u32) -> Result<LockedFolio> {
+        self.check_add(index, order)?;
+        let bytes = PAGE_SIZE << order;
+        self.insert_new(index, order, 0..bytes, Debt::Read)
+    }
+
+    fn check_add(&self, index: u64, order: u32) -> Result<()> {
         if order < self.min_order || order > self.cache.max_order() || index & ((1u64 << order) - 1) != 0 {
             return Err(Errno::EINVAL);
         }
         if index > MAX_INDEX || MAX_INDEX - index < (1u64 << order) - 1 {
             return Err(Errno::EFBIG);
         }
-        self.insert_new(index, order, &(0..0))
+        Ok(())
     }
 
     /// Creates and inserts a folio covering `index`, trying `order` then smaller ones.
     fn create(&self, index: u64, mut order: u32, overwrite: &Range<u64>) -> Result<LockedFolio> {
         loop {
-            match self.insert_new(index & !((1u64 << order) - 1), order, overwrite) {
+            let start = index & !((1u64 << order) - 1);
+            let unfilled = self.whole_blocks_within(start, order, overwrite);
+            match self.insert_new(start, order, unfilled, Debt::Overwrite) {
                 Err(e @ (Errno::EEXIST | Errno::ENOMEM)) => {
                     if order == self.min_order {
                         if e == Errno::ENOMEM {
@@ -266,16 +288,15 @@ impl Mapping {
     }
 
     /// Allocates a folio of `order` at the aligned `start` and inserts it, locked, unzeroed in
-    /// the blocks lying wholly inside the file bytes `overwrite`.
-    fn insert_new(&self, start: u64, order: u32, overwrite: &Range<u64>) -> Result<LockedFolio> {
+    /// the folio bytes `unfilled`, which its guard owes as `debt` says.
+    fn insert_new(&self, start: u64, order: u32, unfilled: Range<usize>, debt: Debt) -> Result<LockedFolio> {
         // A partly cached range fails before any memory is allocated and zeroed.
         if self.tree.lock().xa.occupied(start, order) {
             return Err(Errno::EEXIST);
         }
-        let unfilled = self.whole_blocks_within(start, order, overwrite);
         let locked = self
             .cache
-            .alloc_folio(&self.me, start, order, self.block_shift, unfilled)
+            .alloc_folio(&self.me, start, order, self.block_shift, unfilled, debt)
             .ok_or(Errno::ENOMEM)?;
         let inserted = {
             let mut tree = self.tree.lock();
