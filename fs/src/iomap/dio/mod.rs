@@ -232,7 +232,7 @@ pub(crate) fn read_uncached(
         }
     });
     if let Some(e) = walk.error {
-        run.tracker(0).fail(e);
+        run.fail(0, e);
     }
     if let Some(e) = run.finish().pop().flatten() {
         return Err(e);
