@@ -45,6 +45,15 @@
 //!   regions earlier bench sections had written or not, depending on what ran before: the
 //!   write ratio read 3.39 after the full bench and 0.045 with this section alone.
 //!
+//!   Where the write ratio's gap lies (measured 2026-12, TCG, 8 rounds): the engine's bios
+//!   equal the raw ones (one 1 MiB bio of one segment per request, no flush, all 32 in
+//!   flight: the suite's `dio_seq_1m_from_contiguous_buffers_one_bio_one_segment_each`); the
+//!   engine's own work before submission and after completion took 0.4-2.4 ms per 32 MiB
+//!   batch in the guest (about 73k instructions per batch on the host since completion joins
+//!   back-to-back requests, 160k before; `iomap::tests_dio_shape` profiles it); and raw bios
+//!   over the file's own region ran at 0.90 of raw bios over the raw region in the same
+//!   interleaving, so part of the gap is the host's cost for that region, not the engine.
+//!
 //! Not part of the test run. Locking: none of its own.
 //! Linux <-> here: `fio --direct=1 --rw=write|read --bs=1m --iodepth=32`,
 //! `--rw=randwrite --bs=4k --iodepth=1|32`; xfstests-style reflink COW overwrite.

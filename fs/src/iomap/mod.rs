@@ -131,6 +131,8 @@ pub mod zero;
 mod tests;
 #[cfg(test)]
 mod tests_dio;
+#[cfg(test)]
+mod tests_dio_shape;
 
 pub use context::{IomapConfig, IomapContext, IomapStats};
 pub use copy::{CopySource, SliceSource};

@@ -13,9 +13,13 @@
 //! The batch calls are the asynchronous form (queue depth > 1 for a synchronous API): every
 //! bio of every request is submitted before the call waits, then each request is completed.
 //! Requests lying back to back are mapped by one iteration (one mapping call per extent, not
-//! per request; `walk`). The requests of one write batch must not overlap (`EINVAL`); write
+//! per request; `walk`), and back-to-back write requests whose bios all succeeded complete
+//! together (one [`IomapOps::ioend_done`] call for their joined ranges; if it fails, each of
+//! them fails). The requests of one write batch must not overlap (`EINVAL`); write
 //! requests that share a filesystem block run one after the other (their sub-block zeroing
-//! would race with each other's data).
+//! would race with each other's data). Sequential 1 MiB requests from physically contiguous
+//! buffers go out exactly as the raw block baseline's bios do: one bio of one segment each,
+//! no flush, all in flight together.
 //!
 //! Files: `read` and `write` (the batches), `walk` (grouping), `map` (what one mapping
 //! becomes), `run` (bios, memory, waiting), `complete` (completion work).
@@ -96,6 +100,7 @@
 //! | `inode_dio_begin` / `inode_dio_end` / `inode_dio_wait` | `Mapping::dio_begin` / guard drop / `Mapping::wait_dio` | registration under the invalidate lock |
 //! | `-ENOTBLK` fallback (`direct_write_fallback`) | `ENOTBLK` from `next` | |
 //! | AIO (`io_submit` of N iocbs) | [`direct_write_batch`], [`direct_read_batch`] | one call, N requests |
+//! | `dops->end_io` per iocb | one `ioend_done` per run of back-to-back successful requests | joined ranges |
 
 mod complete;
 mod map;
@@ -232,7 +237,7 @@ pub(crate) fn read_uncached(
         }
     });
     if let Some(e) = walk.error {
-        run.tracker(0).fail(e);
+        run.fail(0, e);
     }
     if let Some(e) = run.finish().pop().flatten() {
         return Err(e);

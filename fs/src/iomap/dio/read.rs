@@ -85,7 +85,7 @@ pub fn direct_read_batch(
             for &(i, pos, len) in &w.reqs {
                 walked[i] = w.covered(progress.done, pos, len);
                 if let Some(e) = progress.error.filter(|&e| e != Errno::ENOTBLK && walked[i] < len) {
-                    run.tracker(i).fail(e);
+                    run.fail(i, e);
                 }
             }
         }

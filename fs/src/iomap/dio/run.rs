@@ -2,7 +2,8 @@
 //! the platform says it is DMA-able, through bounce buffers otherwise), counting them per
 //! request, and keeping every buffer they point into alive until they completed.
 //!
-//! Owns: one [`DioTracker`] per request (pending bios, first error), the bounce buffers (with
+//! Owns: one [`DioTracker`] per run (per request: pending bios, first error; the one completion
+//! target of all the run's bios, the request index as cookie), the bounce buffers (with
 //! where a read bounce is copied back to), the read-around buffers of copy-on-write edges and
 //! the shared block of zeros for sub-block zeroing. Dropping a [`DioRun`] waits for every bio it
 //! submitted, so no bio outlives the memory it points into, whatever path the caller returns by.
@@ -21,7 +22,7 @@
 //!
 //! | Linux | here | deviation |
 //! |---|---|---|
-//! | `struct iomap_dio` (`ref`, `error`, `size`) | [`DioTracker`] (+ [`DioRun`]) | one tracker per request of a batch |
+//! | `struct iomap_dio` (`ref`, `error`, `size`) | [`DioTracker`] (+ [`DioRun`]) | one tracker per run, a slot per request of a batch |
 //! | `bio_iov_iter_get_pages` (pins user pages) | [`DioRun::submit_mem`] | the caller's borrow pins; bounce when not DMA-able |
 //! | `iomap_dio_zero` (`ZERO_PAGE`) | [`DioRun::submit_zeros`] | one zeroed block per call |
 //! | `iomap_dio_bio_end_io` | `DioTracker::complete` | |
@@ -41,51 +42,64 @@ use crate::{Errno, Result};
 /// Largest bounce buffer (larger pieces are bounced in several bios).
 pub const BOUNCE_MAX: usize = 256 << 10;
 
-/// Counts the bios of one request and keeps their first error.
-pub(crate) struct DioTracker {
+/// One request's bios in flight and its first error.
+struct ReqState {
     pending: AtomicUsize,
     error: AtomicI32,
+}
+
+/// The completion target of every bio of one run: per request (the bio's cookie is the
+/// request index), the bios in flight and the first error. One allocation per run, not per
+/// request or per bio.
+pub(crate) struct DioTracker {
+    reqs: Vec<ReqState>,
     platform: Arc<dyn Platform>,
 }
 
 impl DioTracker {
-    fn new(platform: Arc<dyn Platform>) -> Arc<Self> {
-        Arc::new(Self { pending: AtomicUsize::new(0), error: AtomicI32::new(0), platform })
+    fn new(platform: Arc<dyn Platform>, requests: usize) -> Arc<Self> {
+        let reqs = (0..requests)
+            .map(|_| ReqState { pending: AtomicUsize::new(0), error: AtomicI32::new(0) })
+            .collect();
+        Arc::new(Self { reqs, platform })
     }
 
-    fn key(&self) -> usize {
-        self as *const Self as usize
+    /// The park key of request `req` (distinct per request, stable while the run lives).
+    fn key(&self, req: usize) -> usize {
+        &self.reqs[req] as *const ReqState as usize
     }
 
-    fn done(&self) -> bool {
-        self.pending.load(Ordering::Acquire) == 0
+    fn done(&self, req: usize) -> bool {
+        self.reqs[req].pending.load(Ordering::Acquire) == 0
     }
 
-    /// The first error of the request's bios, if any.
-    pub(crate) fn error(&self) -> Option<Errno> {
-        match self.error.load(Ordering::Acquire) {
+    /// The first error of request `req`'s bios, if any.
+    fn error(&self, req: usize) -> Option<Errno> {
+        match self.reqs[req].error.load(Ordering::Acquire) {
             0 => None,
             c => Some(Errno::from_code(c).unwrap_or(Errno::EIO)),
         }
     }
 
-    /// Records a failure that happened before submission (a bio could not be built).
-    pub(crate) fn fail(&self, e: Errno) {
-        let _ = self.error.compare_exchange(0, e.code(), Ordering::AcqRel, Ordering::Acquire);
+    /// Records a failure of request `req` (first error wins).
+    fn fail(&self, req: usize, e: Errno) {
+        let _ = self.reqs[req].error.compare_exchange(0, e.code(), Ordering::AcqRel, Ordering::Acquire);
     }
 
-    fn wait(&self, ctx: &IomapContext) {
-        wait_until(&*self.platform, self.key(), &|| self.done(), &|| ctx.kick());
+    fn wait(&self, req: usize, ctx: &IomapContext) {
+        wait_until(&*self.platform, self.key(req), &|| self.done(req), &|| ctx.kick());
     }
 }
 
 impl BioComplete for DioTracker {
-    fn complete(&self, _cookie: u64, result: Result<()>) {
+    fn complete(&self, cookie: u64, result: Result<()>) {
+        let req = cookie as usize;
+        let Some(r) = self.reqs.get(req) else { return };
         if let Err(e) = result {
-            self.fail(e);
+            self.fail(req, e);
         }
-        self.pending.fetch_sub(1, Ordering::AcqRel);
-        self.platform.unpark(self.key());
+        r.pending.fetch_sub(1, Ordering::AcqRel);
+        self.platform.unpark(self.key(req));
     }
 }
 
@@ -101,7 +115,7 @@ struct Bounce {
 /// waits for every bio.
 pub(crate) struct DioRun<'a> {
     ctx: &'a IomapContext,
-    trackers: Vec<Arc<DioTracker>>,
+    tracker: Arc<DioTracker>,
     bounces: Vec<Bounce>,
     /// Read-around blocks (copy-on-write edges) that write bios point into.
     held: Vec<DmaBuffer>,
@@ -120,10 +134,10 @@ impl<'a> DioRun<'a> {
     pub(crate) fn new(ctx: &'a IomapContext, requests: usize) -> Self {
         let lbs = ctx.device().info().logical_block_size.max(SECTOR_SIZE as u32) as usize;
         let max_bio = ((ctx.config().max_io_bytes as usize) / lbs * lbs).max(lbs);
-        let trackers = (0..requests).map(|_| DioTracker::new(ctx.platform().clone())).collect();
+        let tracker = DioTracker::new(ctx.platform().clone(), requests);
         Self {
             ctx,
-            trackers,
+            tracker,
             bounces: Vec::new(),
             held: Vec::new(),
             zeros: None,
@@ -133,20 +147,20 @@ impl<'a> DioRun<'a> {
         }
     }
 
-    /// The tracker of request `req`.
-    pub(crate) fn tracker(&self, req: usize) -> &Arc<DioTracker> {
-        &self.trackers[req]
+    /// Fails request `req` with `e` (a failure before or outside its bios; first error wins).
+    pub(crate) fn fail(&self, req: usize, e: Errno) {
+        self.tracker.fail(req, e);
     }
 
     fn submit(&self, req: usize, bio: Bio, bytes: usize) {
-        self.trackers[req].pending.fetch_add(1, Ordering::AcqRel);
+        self.tracker.reqs[req].pending.fetch_add(1, Ordering::AcqRel);
         Counters::add(&self.ctx.counters.dio_bios, 1);
         Counters::add(&self.ctx.counters.dio_bytes, bytes as u64);
         self.ctx.device().submit(bio);
     }
 
     fn bio(&self, req: usize, op: BioOp, flags: BioFlags, disk: u64) -> Bio {
-        let mut bio = Bio::new(op, disk / SECTOR_SIZE, BioEnd::new(self.trackers[req].clone(), 0));
+        let mut bio = Bio::new(op, disk / SECTOR_SIZE, BioEnd::new(self.tracker.clone(), req as u64));
         bio.flags = flags;
         bio
     }
@@ -315,12 +329,12 @@ impl<'a> DioRun<'a> {
                 unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_ptr(), src.len()) };
             }
         }
-        self.trackers.iter().map(|t| t.error()).collect()
+        (0..self.tracker.reqs.len()).map(|req| self.tracker.error(req)).collect()
     }
 
     fn wait_all(&self) {
-        for t in &self.trackers {
-            t.wait(self.ctx);
+        for req in 0..self.tracker.reqs.len() {
+            self.tracker.wait(req, self.ctx);
         }
     }
 }

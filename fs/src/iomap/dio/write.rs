@@ -7,7 +7,9 @@
 //! I/O; group back-to-back requests into walks; write back and invalidate each walk's block
 //! range (a walk whose cache cannot be dropped goes buffered as a whole); map each walk once
 //! (op `WRITE | DIRECT`) and submit every bio; wait for all; complete each request
-//! (`complete`), invalidate each walk's range again; drop the registration; O_DSYNC / O_SYNC
+//! (`complete`; the back-to-back requests of a walk whose bios all succeeded together, one
+//! call for their joined ranges; if that call fails, each of them fails), invalidate each
+//! walk's range again; drop the registration; O_DSYNC / O_SYNC
 //! commit once if any request needs it; finally the requests (or their rests, after `ENOTBLK`)
 //! that go buffered.
 //!
@@ -22,9 +24,9 @@ use alloc::vec::Vec;
 use core::ptr::NonNull;
 
 use super::complete::complete_write;
-use super::map::{write_mapping, WriteState};
+use super::map::{push_range, write_mapping, DoneRange, WriteState};
 use super::run::DioRun;
-use super::walk::{group, pieces};
+use super::walk::{group, pieces, Walk};
 use super::{block_range, check_alignment, dio_begin, DioWrite};
 use crate::block::sync::flush;
 use crate::iomap::context::Counters;
@@ -137,22 +139,28 @@ pub fn direct_write_batch(
             for &(i, pos, len) in &w.reqs {
                 walked[i] = w.covered(progress.done, pos, len);
                 if let Some(e) = progress.error.filter(|&e| e != Errno::ENOTBLK && walked[i] < len) {
-                    run.tracker(i).fail(e);
+                    run.fail(i, e);
                 }
             }
         }
         run.finish()
     };
     let mut commit = false;
-    for (i, state) in states.iter().enumerate() {
-        if plans[i] != Plan::Direct {
-            continue;
+    for group in completion_groups(&walks, &errors) {
+        let mut ranges: Vec<DoneRange> = Vec::new();
+        for &i in &group {
+            for r in &states[i].ranges {
+                push_range(&mut ranges, r.offset, r.len, r.flags);
+            }
         }
-        match complete_write(file, &**ops, &state.ranges, errors[i], true) {
-            Err(e) => results[i] = Err(e),
-            Ok(()) => {
-                commit |= state.needs_commit || flags.contains(WriteFlags::SYNC);
-                results[i] = Ok(walked[i] as usize);
+        let outcome = complete_write(file, &**ops, &ranges, errors[group[0]], true);
+        for &i in &group {
+            match outcome {
+                Err(e) => results[i] = Err(e),
+                Ok(()) => {
+                    commit |= states[i].needs_commit || flags.contains(WriteFlags::SYNC);
+                    results[i] = Ok(walked[i] as usize);
+                }
             }
         }
     }
@@ -183,6 +191,25 @@ pub fn direct_write_batch(
         };
     }
     results
+}
+
+/// The requests of `walks` (all going direct) in the groups completed together: back-to-back
+/// requests of one walk whose bios all succeeded form one group (their ranges join, so the
+/// filesystem converts and sizes them in one call, not one per request); a request with a bio
+/// error is a group of its own (its error goes to the filesystem with its ranges only).
+fn completion_groups(walks: &[Walk], errors: &[Option<Errno>]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for w in walks {
+        let mut open = false;
+        for &(i, _, _) in &w.reqs {
+            match groups.last_mut() {
+                Some(g) if open && errors[i].is_none() => g.push(i),
+                _ => groups.push(vec![i]),
+            }
+            open = errors[i].is_none();
+        }
+    }
+    groups
 }
 
 /// Zeroes `[EOF, furthest start)` once when requests start past EOF: the old EOF block's tail

@@ -467,3 +467,59 @@ pub fn dio_batch_requests_sharing_a_block_run_one_at_a_time(env: &TestEnv) -> Te
     ensure_eq!(f.size(), 1024);
     Ok(())
 }
+
+/// The engine adds no bios of its own to sequential direct I/O from physically contiguous
+/// buffers (the shape the raw block baseline of the `dio` bench sends): a 1 MiB write into a
+/// new file is one bio of one segment; a batch of 8 back-to-back 1 MiB writes is 8 such bios
+/// in file order, no flush, no read, one mapping call and one completion call for the lot; the
+/// reads back likewise.
+pub fn dio_seq_1m_from_contiguous_buffers_one_bio_one_segment_each(env: &TestEnv) -> TestResult {
+    const MIB: usize = 1 << 20;
+    let rig = Rig::new(env, RigOpts::new(4096))?;
+    let f = rig.file()?;
+    let mut open = f.open();
+    let mut bufs: Vec<DmaBuffer> =
+        (0..9).map(|_| DmaBuffer::new(&rig.platform, MIB)).collect::<Result<_>>()?;
+    for (i, b) in bufs.iter_mut().enumerate() {
+        b.as_mut_slice().copy_from_slice(&pattern(60 + i as u8, MIB));
+    }
+    let shape = |op: BioOp, first: u64, n: u64| -> Vec<(BioOp, BioFlags, u64, u64, usize)> {
+        (0..n).map(|i| (op, BioFlags::empty(), first + i * MIB as u64, MIB as u64, 1)).collect()
+    };
+    let seen = |rig: &Rig| -> Vec<(BioOp, BioFlags, u64, u64, usize)> {
+        rig.trace.take().iter().map(|t| (t.op, t.flags, t.offset, t.len, t.segments)).collect()
+    };
+    rig.fs.reset_counts();
+    ensure_eq!(f.direct_write(&mut open, 0, bufs[8].as_slice(), WriteFlags::empty())?, MIB);
+    let disk = f.extents().first().and_then(|e| e.kind.disk()).ok_or(Errno::EIO)? * 4096;
+    ensure_eq!(seen(&rig), shape(BioOp::Write, disk, 1), "one bio, one segment");
+    let c = rig.fs.counts();
+    ensure_eq!((c.map_write, c.ioend_done), (1, 1));
+
+    rig.fs.reset_counts();
+    let reqs: Vec<crate::iomap::DioWrite<'_>> = (0..8)
+        .map(|i| crate::iomap::DioWrite { pos: (1 + i as u64) * MIB as u64, data: bufs[i].as_slice() })
+        .collect();
+    let results = f.direct_write_batch(&mut open, &reqs, WriteFlags::empty());
+    ensure!(results.iter().all(|r| *r == Ok(MIB)), "{:?}", results);
+    ensure_eq!(f.extents().len(), 1, "the file is one extent");
+    ensure_eq!(seen(&rig), shape(BioOp::Write, disk + MIB as u64, 8), "a bio of one segment per request");
+    let c = rig.fs.counts();
+    ensure_eq!((c.map_write, c.ioend_done), (1, 1), "one mapping call and one completion call");
+    ensure_eq!(f.size(), 9 * MIB as u64);
+
+    let mut back: Vec<DmaBuffer> =
+        (0..8).map(|_| DmaBuffer::new(&rig.platform, MIB)).collect::<Result<_>>()?;
+    let mut reads: Vec<crate::iomap::DioRead<'_>> = back
+        .iter_mut()
+        .enumerate()
+        .map(|(i, b)| crate::iomap::DioRead { pos: (1 + i as u64) * MIB as u64, buf: b.as_mut_slice() })
+        .collect();
+    let results = f.direct_read_batch(&mut open, &mut reads);
+    ensure!(results.iter().all(|r| *r == Ok(MIB)), "{:?}", results);
+    ensure_eq!(seen(&rig), shape(BioOp::Read, disk + MIB as u64, 8));
+    for (i, b) in back.iter().enumerate() {
+        ensure!(b.as_slice() == bufs[i].as_slice(), "request {i} read back");
+    }
+    Ok(())
+}

@@ -120,6 +120,7 @@ pub static SUITE: &[TestCase] = cases![
     dio::dio_read_op_is_direct,
     dio::dio_batch_back_to_back_requests_share_one_mapping_walk,
     dio::dio_batch_requests_sharing_a_block_run_one_at_a_time,
+    dio::dio_seq_1m_from_contiguous_buffers_one_bio_one_segment_each,
     cow::cow_t1_write_into_clone_reads_around_from_source,
     cow::cow_io_error_cancels_and_keeps_old_data,
     cow::cow_direct_write_sub_block_reads_around,
