@@ -4,7 +4,7 @@
 //! ```text
 //! cargo test --release -p foliage-fs --no-run
 //! valgrind --tool=callgrind target/release/deps/foliage_fs-<hash> \
-//!     --ignored --exact iomap::tests_dio_shape::profile_direct_against_raw
+//!     --exact iomap::tests_dio_shape::profile_direct_against_raw
 //! callgrind_annotate --inclusive=yes callgrind.out.<pid> | grep prof_
 //! ```
 //!
@@ -14,7 +14,8 @@
 //! direct minus raw is the engine's own cost. The bio shapes themselves are pinned by the
 //! suite (`dio_seq_1m_from_contiguous_buffers_one_bio_one_segment_each`).
 //!
-//! Not part of the normal test run (ignored). Locking: none of its own.
+//! It also runs with the host tests (a check that both sides move the same bytes). Locking:
+//! none of its own.
 
 use std::sync::Arc;
 use std::vec::Vec;
@@ -75,7 +76,6 @@ fn prof_raw_read(p: &Arc<dyn Platform>, q: &dyn BlockDevice, base: u64, bufs: &[
 }
 
 #[test]
-#[ignore = "a profiling harness: run under callgrind (see the module docs)"]
 fn profile_direct_against_raw() {
     let p = StdPlatform::arc();
     let dev = Arc::new(RamDisk::new(640 << 20, 512).unwrap());
