@@ -172,6 +172,8 @@ impl Inode {
         self.ftype() == S_IFDIR
     }
 
+    /// Writes the inode image into its slot `b`, without the slot's CRC: the chunk's sealer
+    /// ([`seal_chunk`]) computes it when the transaction commits.
     fn encode(&self, b: &mut [u8]) {
         b.fill(0);
         put32(b, 0, MAGIC_INODE);
@@ -198,7 +200,6 @@ impl Inode {
         put64(b, I_NRECS, self.nrecs);
         put64(b, I_NEXT_ORPHAN, self.next_orphan);
         b[I_LITERAL..I_LITERAL + LITERAL_SIZE].copy_from_slice(&self.literal);
-        seal_inode(b);
     }
 
     /// Decodes an allocated inode image, validating every field against the geometry.

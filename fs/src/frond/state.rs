@@ -9,7 +9,8 @@
 //! 3. reserves the operation's worst-case block needs up front (`ENOSPC` before anything
 //!    changes; the busy lists are flushed first when only busy blocks stand in the way);
 //! 4. runs the operation; on success encodes the changed root block and inodes into their
-//!    buffers; on failure after anything was changed, shuts the filesystem down (the running
+//!    buffers (unsealed: their CRCs are computed once, when the transaction commits, by the
+//!    buffers' sealers, not at every operation); on failure after anything was changed, shuts the filesystem down (the running
 //!    transaction is never committed, so the disk keeps the last committed state).
 //!
 //! The running transaction accumulates operations until [`FsState::commit`] (sync/fsync, log
@@ -287,7 +288,8 @@ impl FsState {
                 verify_header(b, MAGIC_ROOT, blk, "root")?;
                 RootBlock::decode(b, &sbc).map(|_| ())
             })?;
-            self.root.encode_into(&mut buf.data(), blk);
+            // Unsealed: the cache seals the block when the transaction commits.
+            self.root.encode_unsealed(&mut buf.data(), blk);
             self.cache.mark_dirty(&buf);
             self.root_dirty = false;
         }

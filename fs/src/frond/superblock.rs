@@ -269,8 +269,15 @@ pub struct RootBlock {
 }
 
 impl RootBlock {
-    /// Writes the root block image into `b` (a whole block) at address `blkno`.
+    /// Writes the root block image into `b` (a whole block) at address `blkno`, sealed.
     pub fn encode_into(&self, b: &mut [u8], blkno: u64) {
+        self.encode_unsealed(b, blkno);
+        seal(b);
+    }
+
+    /// [`RootBlock::encode_into`] without the CRC: for the cached root block, whose sealer
+    /// (`buf::seal_header`) computes it once at commit instead of at every operation.
+    pub fn encode_unsealed(&self, b: &mut [u8], blkno: u64) {
         b.fill(0);
         init_header(b, MAGIC_ROOT, blkno);
         put64(b, RT_BNO_ROOT, self.bno_root);
@@ -287,7 +294,6 @@ impl RootBlock {
             put64(b, RT_FREELIST + 8 * i, blk);
         }
         put64(b, RT_ORPHANS, self.orphans);
-        seal(b);
     }
 
     /// Decodes and validates the root block against the geometry.

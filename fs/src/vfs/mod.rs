@@ -74,6 +74,8 @@ mod remap_tests;
 mod tests;
 #[cfg(test)]
 mod tests_dio;
+#[cfg(test)]
+mod tests_dio_cost;
 
 pub use crate::frond::{fsck, mkfs, DirEntry, FsckReport, MkfsOptions, MountError, Stat, StatFs};
 pub use atomic::ATOMIC_WRITE_MAX;
