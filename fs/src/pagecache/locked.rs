@@ -23,9 +23,10 @@
 //! ([`Mapping::add_folio_for_read`](super::Mapping::add_folio_for_read)) owes its whole memory
 //! as a *read debt*: the zeroing then covers only the blocks that are not uptodate, so what the
 //! device read (or the reader zeroed) and marked uptodate stays, and what a failed or never
-//! issued read left behind is zeroed before anyone sees it. The remaining way to reach the memory is a device through the
-//! `unsafe` [`Folio::io_segment`](super::Folio::io_segment): its contract forbids write I/O
-//! (device reads of memory) over unfilled bytes; read I/O into them is harmless.
+//! issued read left behind is zeroed before anyone sees it. The remaining way to reach the
+//! memory is a device through the `unsafe` [`Folio::io_segment`](super::Folio::io_segment):
+//! its contract forbids write I/O (device reads of memory) over unfilled bytes; read I/O into
+//! them is harmless.
 //!
 //! Lock order: the folio lock ranks below the invalidate lock and above the mapping and LRU
 //! locks (see [`folio`](super::folio)); a guard may be held across waits.
@@ -98,7 +99,7 @@ impl LockedFolio {
     }
 
     /// The bytes this guard still owes (see the module docs); empty for all but a folio just
-    /// created for an overwrite.
+    /// created for an overwrite or a read.
     pub fn unfilled(&self) -> Range<usize> {
         unpack(self.unfilled.load(Ordering::Relaxed)).0
     }

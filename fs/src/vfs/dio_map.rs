@@ -76,11 +76,10 @@ impl InodeOps {
             cow = self.frond.allocate(self.ino, fb, cow.len, true, Fork::Cow)?;
             self.bump();
         }
+        let data = self.map(fb, cow.len, Fork::Data)?;
         if is_real(cow.kind) {
-            let data = self.map(fb, cow.len, Fork::Data)?;
             return Ok(self.direct_cow_pair(cow, data));
         }
-        let data = self.map(fb, cow.len, Fork::Data)?;
         match data.kind {
             MapKind::Hole | MapKind::Delalloc => {
                 let m = self.frond.allocate(self.ino, fb, data.len, true, Fork::Data)?;

@@ -16,7 +16,8 @@
 //!   call returns). Locking as XFS: direct reads, and direct writes that are filesystem-block
 //!   aligned and end inside the file, hold the rw lock shared (several run in parallel);
 //!   sub-block, extending and `O_APPEND` direct writes hold it exclusively.
-//! - `RWF_ATOMIC` ([`File::write_atomic`]): a direct write of one block's part, one bio.
+//! - `RWF_ATOMIC` ([`File::write_atomic`]): one block is a direct write with one bio; a longer
+//!   write (up to 2 MiB) goes out of place and is remapped in one transaction (`atomic`).
 //! - fsync / fdatasync: the engine's integrity writeback, the errseq check (a writeback error is
 //!   reported once per open file), frond's commit (PREFLUSH + FUA) or a flush.
 //! - close: [`File`]'s drop (or [`File::close`], which reports errors): the last close of an
@@ -31,7 +32,7 @@
 //! |---|---|---|
 //! | `pread64` / `pwrite64` (`xfs_file_read_iter` / `xfs_file_buffered_write`) | [`File::read`] / [`File::write`] | positional only |
 //! | `xfs_file_dio_read`, `xfs_file_dio_write_aligned` / `_unaligned` | `O_DIRECT` above | the shared lock is kept for non-extending block-aligned writes only (no demotion after an exclusive extending write) |
-//! | `xfs_file_write_iter` with `IOCB_ATOMIC` | [`File::write_atomic`] | one block at most |
+//! | `xfs_file_write_iter` with `IOCB_ATOMIC` | [`File::write_atomic`] | several blocks always out of place (XFS writes in place when the device supports atomic writes) |
 //! | `xfs_file_fsync` | [`File::fsync`], [`File::fdatasync`] | |
 //! | `ftruncate` / `xfs_setattr_size` | [`File::truncate`] | |
 //! | `fput` / `iput` | [`File::close`], drop | |
